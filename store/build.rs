@@ -1,0 +1,121 @@
+//! Generates the etcd v3 gRPC service traits Keel implements, over the message types that
+//! `etcd-client` exports. Only the RPCs Keel serves are declared; any other method on these
+//! services is answered with `Unimplemented` by the generated router.
+
+use tonic_build::manual::{Builder, Method, Service};
+
+const PACKAGE: &str = "etcdserverpb";
+
+struct Rpc {
+    name: &'static str,
+    route: &'static str,
+    input: &'static str,
+    output: &'static str,
+    client_streaming: bool,
+    server_streaming: bool,
+}
+
+const fn unary(name: &'static str, route: &'static str, input: &'static str, output: &'static str) -> Rpc {
+    Rpc { name, route, input, output, client_streaming: false, server_streaming: false }
+}
+
+fn service(name: &str, rpcs: &[Rpc]) -> Service {
+    let mut builder = Service::builder().name(name).package(PACKAGE);
+    for rpc in rpcs {
+        let mut method = Method::builder()
+            .name(rpc.name)
+            .route_name(rpc.route)
+            .input_type(format!("etcd_client::proto::{}", rpc.input))
+            .output_type(format!("etcd_client::proto::{}", rpc.output))
+            .codec_path("tonic_prost::ProstCodec");
+        if rpc.client_streaming {
+            method = method.client_streaming();
+        }
+        if rpc.server_streaming {
+            method = method.server_streaming();
+        }
+        builder = builder.method(method.build());
+    }
+    builder.build()
+}
+
+fn main() {
+    let kv = [
+        unary("range", "Range", "PbRangeRequest", "PbRangeResponse"),
+        unary("put", "Put", "PbPutRequest", "PbPutResponse"),
+        unary("delete_range", "DeleteRange", "PbDeleteRequest", "PbDeleteResponse"),
+        unary("txn", "Txn", "PbTxnRequest", "PbTxnResponse"),
+        unary("compact", "Compact", "PbCompactionRequest", "PbCompactionResponse"),
+    ];
+    let watch = [Rpc {
+        name: "watch",
+        route: "Watch",
+        input: "PbWatchRequest",
+        output: "PbWatchResponse",
+        client_streaming: true,
+        server_streaming: true,
+    }];
+    let lease = [
+        unary("lease_grant", "LeaseGrant", "PbLeaseGrantRequest", "PbLeaseGrantResponse"),
+        unary("lease_revoke", "LeaseRevoke", "PbLeaseRevokeRequest", "PbLeaseRevokeResponse"),
+        Rpc {
+            name: "lease_keep_alive",
+            route: "LeaseKeepAlive",
+            input: "PbLeaseKeepAliveRequest",
+            output: "PbLeaseKeepAliveResponse",
+            client_streaming: true,
+            server_streaming: true,
+        },
+        unary("lease_time_to_live", "LeaseTimeToLive", "PbLeaseTimeToLiveRequest", "PbLeaseTimeToLiveResponse"),
+        unary("lease_leases", "LeaseLeases", "PbLeaseLeasesRequest", "PbLeaseLeasesResponse"),
+    ];
+    let cluster = [
+        unary("member_add", "MemberAdd", "PbMemberAddRequest", "PbMemberAddResponse"),
+        unary("member_remove", "MemberRemove", "PbMemberRemoveRequest", "PbMemberRemoveResponse"),
+        unary("member_update", "MemberUpdate", "PbMemberUpdateRequest", "PbMemberUpdateResponse"),
+        unary("member_list", "MemberList", "PbMemberListRequest", "PbMemberListResponse"),
+        unary("member_promote", "MemberPromote", "PbMemberPromoteRequest", "PbMemberPromoteResponse"),
+    ];
+    let maintenance = [
+        unary("alarm", "Alarm", "PbAlarmRequest", "PbAlarmResponse"),
+        unary("status", "Status", "PbStatusRequest", "PbStatusResponse"),
+        unary("defragment", "Defragment", "PbDefragmentRequest", "PbDefragmentResponse"),
+        unary("hash", "Hash", "PbHashRequest", "PbHashResponse"),
+        unary("hash_kv", "HashKV", "PbHashKvRequest", "PbHashKvResponse"),
+        Rpc {
+            name: "snapshot",
+            route: "Snapshot",
+            input: "PbSnapshotRequest",
+            output: "PbSnapshotResponse",
+            client_streaming: false,
+            server_streaming: true,
+        },
+        unary("move_leader", "MoveLeader", "PbMoveLeaderRequest", "PbMoveLeaderResponse"),
+    ];
+    let auth = [
+        unary("auth_enable", "AuthEnable", "PbAuthEnableRequest", "PbAuthEnableResponse"),
+        unary("auth_disable", "AuthDisable", "PbAuthDisableRequest", "PbAuthDisableResponse"),
+        unary("authenticate", "Authenticate", "PbAuthenticateRequest", "PbAuthenticateResponse"),
+        unary("user_add", "UserAdd", "PbAuthUserAddRequest", "PbAuthUserAddResponse"),
+        unary("user_get", "UserGet", "PbAuthUserGetRequest", "PbAuthUserGetResponse"),
+        unary("user_list", "UserList", "PbAuthUserListRequest", "PbAuthUserListResponse"),
+        unary("user_delete", "UserDelete", "PbAuthUserDeleteRequest", "PbAuthUserDeleteResponse"),
+        unary("user_change_password", "UserChangePassword", "PbAuthUserChangePasswordRequest", "PbAuthUserChangePasswordResponse"),
+        unary("user_grant_role", "UserGrantRole", "PbAuthUserGrantRoleRequest", "PbAuthUserGrantRoleResponse"),
+        unary("user_revoke_role", "UserRevokeRole", "PbAuthUserRevokeRoleRequest", "PbAuthUserRevokeRoleResponse"),
+        unary("role_add", "RoleAdd", "PbAuthRoleAddRequest", "PbAuthRoleAddResponse"),
+        unary("role_get", "RoleGet", "PbAuthRoleGetRequest", "PbAuthRoleGetResponse"),
+        unary("role_list", "RoleList", "PbAuthRoleListRequest", "PbAuthRoleListResponse"),
+        unary("role_delete", "RoleDelete", "PbAuthRoleDeleteRequest", "PbAuthRoleDeleteResponse"),
+        unary("role_grant_permission", "RoleGrantPermission", "PbAuthRoleGrantPermissionRequest", "PbAuthRoleGrantPermissionResponse"),
+        unary("role_revoke_permission", "RoleRevokePermission", "PbAuthRoleRevokePermissionRequest", "PbAuthRoleRevokePermissionResponse"),
+    ];
+    Builder::new().build_client(false).compile(&[
+        service("KV", &kv),
+        service("Watch", &watch),
+        service("Lease", &lease),
+        service("Cluster", &cluster),
+        service("Maintenance", &maintenance),
+        service("Auth", &auth),
+    ]);
+}

@@ -1,0 +1,78 @@
+//! Compaction scheduling: the thread that runs physical compactions, and etcd's periodic
+//! auto-compaction (`--auto-compaction-retention`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::apply::{Applied, Proposal};
+use crate::error::StoreError;
+use crate::mvcc::engine::META_SCHEDULED_COMPACT;
+use crate::mvcc::{compact, Engine};
+use crate::store::Store;
+
+/// Starts the physical-compaction thread. Send a revision to compact up to it; the returned
+/// watch reports the highest revision finished. A compaction interrupted by a restart is
+/// resumed first.
+pub fn start(engine: Arc<Engine>) -> std::io::Result<(mpsc::Sender<i64>, watch::Receiver<i64>)> {
+    let (tx, rx) = mpsc::channel::<i64>();
+    let (done_tx, done_rx) = watch::channel(engine.compact_revision());
+    let pending = engine.meta_i64(META_SCHEDULED_COMPACT).ok().flatten();
+    std::thread::Builder::new().name("compactor".into()).spawn(move || {
+        if let Some(revision) = pending {
+            run_one(&engine, revision, &done_tx);
+        }
+        while let Ok(revision) = rx.recv() {
+            run_one(&engine, revision, &done_tx);
+        }
+    })?;
+    Ok((tx, done_rx))
+}
+
+fn run_one(engine: &Engine, revision: i64, done: &watch::Sender<i64>) {
+    let started = Instant::now();
+    match compact::run(engine, revision) {
+        Ok(()) => {
+            tracing::info!(revision, took_ms = started.elapsed().as_millis() as u64, "finished physical compaction");
+            done.send_if_modified(|finished| {
+                let advanced = revision > *finished;
+                *finished = (*finished).max(revision);
+                advanced
+            });
+        }
+        Err(error) => tracing::error!(%error, revision, "physical compaction failed; it resumes on restart"),
+    }
+}
+
+/// etcd's periodic auto-compaction: keep `retention` of history. Samples the revision every
+/// tenth of the retention and compacts to the newest sample at least `retention` old.
+pub async fn auto_compact(store: Arc<Store>, retention: Duration) {
+    let sample_every = (retention / 10).max(Duration::from_secs(1));
+    let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
+    let mut ticker = tokio::time::interval(sample_every);
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        samples.push_back((now, store.current_revision()));
+        let mut target = None;
+        while let Some(&(at, revision)) = samples.front() {
+            if now.duration_since(at) < retention {
+                break;
+            }
+            target = Some(revision);
+            samples.pop_front();
+        }
+        let Some(revision) = target else { continue };
+        if revision <= store.engine.compact_revision() {
+            continue;
+        }
+        match store.propose(Proposal::Compact { revision }).await {
+            Ok(Applied::Compact { .. }) => tracing::info!(revision, "auto-compacted"),
+            Ok(_) | Err(StoreError::Compacted) => {}
+            Err(error) => tracing::warn!(%error, revision, "auto-compaction failed"),
+        }
+    }
+}

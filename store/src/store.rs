@@ -1,0 +1,81 @@
+//! `Store`: one member's running state, shared by every gRPC service.
+
+use std::sync::Arc;
+
+use etcd_client::proto::{
+    PbRangeRequest as RangeRequest, PbRangeResponse as RangeResponse, PbResponseHeader as ResponseHeader,
+    PbTxnRequest as TxnRequest, PbTxnResponse as TxnResponse,
+};
+
+use crate::apply::{self, Applied, Proposal};
+use crate::error::{Result, StoreError};
+use crate::header::HeaderSource;
+use crate::lease::Lessor;
+use crate::mvcc::Engine;
+use crate::mvcc::write::WriteTxn;
+use crate::watch::WatchHub;
+use crate::writer::Proposer;
+
+/// Request limits, with etcd's defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+/// This member as `MemberList` reports it.
+#[derive(Clone, Debug)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+pub struct Store {
+    pub engine: Arc<Engine>,
+    pub lessor: Arc<Lessor>,
+    pub hub: Arc<WatchHub>,
+    pub proposer: Proposer,
+    pub header: Arc<HeaderSource>,
+    pub member: MemberInfo,
+    pub limits: Limits,
+    /// The highest revision whose physical compaction has finished.
+    pub physically_compacted: tokio::sync::watch::Receiver<i64>,
+}
+
+impl Store {
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        self.header.header(revision)
+    }
+
+    /// The current revision (what a read with revision 0 sees).
+    pub fn current_revision(&self) -> i64 {
+        self.engine.committed_revision()
+    }
+
+    pub async fn propose(&self, proposal: Proposal) -> Result<Applied> {
+        self.proposer.propose(proposal).await
+    }
+
+    /// A Range outside a txn. On a single member every read is linearizable: the committed
+    /// revision only moves after the WAL sync.
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
+        let current = self.current_revision();
+        let revision = self.engine.check_read_revision(request.revision, current)?;
+        let outcome = apply::range_at(&self.engine, request, revision)?;
+        // A compaction may have started while we read: then the read may have missed versions.
+        if revision < self.engine.compact_revision() {
+            return Err(StoreError::Compacted);
+        }
+        Ok(RangeResponse { header: Some(self.header(current)), kvs: outcome.kvs, more: outcome.more, count: outcome.count })
+    }
+
+    /// A txn that cannot write: evaluated on the committed state without the writer.
+    pub fn read_only_txn(&self, request: &TxnRequest) -> Result<TxnResponse> {
+        let mut view = WriteTxn::new(&self.engine, self.current_revision());
+        let mut response = apply::run_txn(&mut view, &self.lessor, request)?;
+        self.header.fill(&mut response.header);
+        Ok(response)
+    }
+}
