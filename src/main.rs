@@ -13,9 +13,29 @@ struct Cli {
 #[derive(Subcommand)]
 enum Role {
     /// The store alone: an etcd-compatible server (etcd's flag names).
-    Store(keel_store::config::StoreArgs),
+    Store(StoreCommand),
     /// Benchmarks against any list of etcd v3 endpoints (Keel or real etcd).
     Bench(keel_chaos::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct StoreCommand {
+    #[command(subcommand)]
+    action: Option<StoreAction>,
+    #[command(flatten)]
+    args: keel_store::config::StoreArgs,
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Creates a new data directory from a snapshot saved with `etcdctl snapshot save`.
+    Restore {
+        /// The snapshot file.
+        snapshot: std::path::PathBuf,
+        #[command(flatten)]
+        args: keel_store::config::StoreArgs,
+    },
 }
 
 fn main() -> Result<()> {
@@ -23,7 +43,14 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.role {
-        Role::Store(args) => runtime.block_on(keel_store::server::run(args.into_config()?))?,
+        Role::Store(StoreCommand { action: None, args }) => {
+            runtime.block_on(keel_store::server::run(args.into_config()?))?
+        }
+        Role::Store(StoreCommand { action: Some(StoreAction::Restore { snapshot, args }), .. }) => {
+            let config = args.into_config()?;
+            let revision = keel_store::server::restore(&config, &snapshot)?;
+            println!("restored {} into {} at revision {revision}", snapshot.display(), config.data_dir.display());
+        }
         Role::Bench(args) => runtime.block_on(keel_chaos::bench::run(args))?,
     }
     Ok(())
@@ -32,5 +59,6 @@ fn main() -> Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::grpc::auth::AuthService;
 use crate::grpc::cluster::ClusterService;
 use crate::grpc::generated::{auth::auth_server::AuthServer, cluster::cluster_server::ClusterServer};
-use crate::grpc::generated::{kv::kv_server::KvServer, lease::lease_server::LeaseServer};
+use crate::grpc::generated::{kv::k_v_server::KVServer as KvServer, lease::lease_server::LeaseServer};
 use crate::grpc::generated::{maintenance::maintenance_server::MaintenanceServer, watch::watch_server::WatchServer};
 use crate::grpc::kv::KvService;
 use crate::grpc::lease::LeaseService;
@@ -158,7 +158,7 @@ fn serve(
     listener: TcpListener,
     tls: Option<ServerTlsConfig>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<impl std::future::Future<Output = ()>, ServeError> {
+) -> Result<impl std::future::Future<Output = ()> + use<>, ServeError> {
     let max_decode = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut builder = Server::builder().tcp_nodelay(true).max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
     if let Some(tls) = tls {
@@ -212,4 +212,33 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Open(#[from] ServeError),
+    #[error("data directory {path} already holds data (revision {revision}); restore into a new --data-dir")]
+    NotEmpty { path: PathBuf, revision: i64 },
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates the data directory described by `config` from a snapshot file written by
+/// `etcdctl snapshot save` against Keel. Returns the restored revision.
+pub fn restore(config: &StoreConfig, snapshot: &std::path::Path) -> Result<i64, RestoreError> {
+    let wanted = Identity::derive(&config.name, &config.peer_urls, &config.cluster_token);
+    let (_, db_path) = datadir::prepare(&config.data_dir, &wanted).map_err(ServeError::from)?;
+    let engine = Engine::open(&db_path).map_err(|source| ServeError::Open { path: db_path.clone(), source })?;
+    let existing = engine.iter_cf(crate::mvcc::engine::CF_REV).next().is_some();
+    if existing {
+        return Err(RestoreError::NotEmpty { path: config.data_dir.clone(), revision: engine.committed_revision() });
+    }
+    crate::snapshot::restore(snapshot, &engine)?;
+    drop(engine);
+    // Reopen to read the restored revision the way a start would.
+    let engine = Engine::open(&db_path).map_err(|source| ServeError::Open { path: db_path, source })?;
+    Ok(engine.committed_revision())
 }

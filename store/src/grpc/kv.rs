@@ -10,7 +10,7 @@ use etcd_client::proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::generated::kv::kv_server::Kv;
+use super::generated::kv::k_v_server::KV as Kv;
 use super::{check_size, validate};
 use crate::apply::{self, Applied, Proposal};
 use crate::store::Store;

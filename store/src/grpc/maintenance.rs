@@ -102,6 +102,7 @@ impl Maintenance for MaintenanceService {
             header: Some(self.store.header(current)),
             hash,
             compact_revision: self.store.engine.compact_revision(),
+            hash_revision: revision,
         }))
     }
 
@@ -167,6 +168,7 @@ fn stream_file(
             header: first.then(|| header.clone()),
             remaining_bytes: remaining,
             blob,
+            ..Default::default()
         };
         first = false;
         if tx.blocking_send(Ok(response)).is_err() {

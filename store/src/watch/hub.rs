@@ -181,7 +181,8 @@ impl WatchHub {
         let mut fell_behind = false;
         let mut closed = Vec::new();
         for (key, watcher) in state.watchers.iter_mut().filter(|(_, w)| w.phase == Phase::Synced) {
-            for set in changes.iter().filter(|s| s.revision >= watcher.next_revision) {
+            let first = watcher.next_revision;
+            for set in changes.iter().filter(|s| s.revision >= first) {
                 let mut events = Vec::new();
                 watcher.params.filter.select_into(&set.events, &mut events);
                 if !events.is_empty() {
