@@ -66,6 +66,8 @@ pub struct Applier {
     /// Revision after the last applied request (may be ahead of the committed revision until
     /// the writer syncs).
     revision: i64,
+    /// Write batches handed to RocksDB so far: the writer syncs the WAL only if this moved.
+    batches_written: u64,
     write_options: WriteOptions,
 }
 
@@ -88,11 +90,15 @@ impl Applier {
         // from each request's write.
         let mut write_options = WriteOptions::default();
         write_options.set_sync(false);
-        Applier { engine, lessor, revision, write_options }
+        Applier { engine, lessor, revision, batches_written: 0, write_options }
     }
 
     pub fn revision(&self) -> i64 {
         self.revision
+    }
+
+    pub fn batches_written(&self) -> u64 {
+        self.batches_written
     }
 
     pub fn apply(&mut self, proposal: &Proposal) -> (Result<Applied>, SideEffects) {
@@ -115,6 +121,7 @@ impl Applier {
             if let Err(error) = self.engine.db().write_opt(batch, &self.write_options) {
                 return (Err(error.into()), SideEffects::default());
             }
+            self.batches_written += 1;
         }
         if changes.is_some() {
             self.revision += 1;

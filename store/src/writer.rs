@@ -72,13 +72,16 @@ fn run(
                 Err(_) => break,
             }
         }
+        let batches_before = applier.batches_written();
         for job in &group {
             let (outcome, effects) = applier.apply(&job.proposal);
             outcomes.push(outcome);
             changes.extend(effects.changes);
             compact_to.extend(effects.compact_to);
         }
-        if let Err(error) = engine.db().flush_wal(true) {
+        let wrote = applier.batches_written() != batches_before;
+        let synced = if wrote { engine.db().flush_wal(true) } else { Ok(()) };
+        if let Err(error) = synced {
             // Without a durable WAL nothing in this group may be acknowledged, and the
             // in-memory revision is ahead of disk: stop serving writes.
             tracing::error!(%error, "WAL sync failed; the store stops accepting writes");
