@@ -108,10 +108,14 @@ impl Lessor {
         Some(LeaseTtl { remaining_seconds: remaining, granted_seconds: entry.ttl_seconds })
     }
 
+    /// Every lease ID, soonest expiry first (etcd's order for LeaseLeases).
     pub fn ids(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.lock().leases.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+        let state = self.lock();
+        let mut leases: Vec<(Option<Instant>, i64, i64)> =
+            state.leases.iter().map(|(id, e)| (e.deadline, e.ttl_seconds, *id)).collect();
+        // Without deadlines (not primary) a shorter TTL stands for a sooner expiry.
+        leases.sort_unstable_by_key(|&(deadline, ttl, id)| (deadline, ttl, id));
+        leases.into_iter().map(|(_, _, id)| id).collect()
     }
 
     /// Becomes primary: every lease gets a fresh full TTL plus `extend`.

@@ -51,7 +51,8 @@ impl Cluster for ClusterService {
 
     async fn member_list(&self, _: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         Ok(Response::new(MemberListResponse {
-            header: Some(self.store.header(self.store.current_revision())),
+            // etcd's cluster service sends a header without a revision.
+            header: Some(self.store.header(0)),
             members: self.members(),
         }))
     }

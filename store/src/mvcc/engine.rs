@@ -249,12 +249,18 @@ impl Engine {
             .sum()
     }
 
-    /// Bytes of live data estimate: etcd's dbSizeInUse.
+    /// Bytes of live data (estimated live SST data plus memtables): etcd's dbSizeInUse.
+    /// Never 0, as etcd's never is (a store always holds its metadata).
     pub fn live_size_bytes(&self) -> u64 {
-        COLUMN_FAMILIES
+        let property = |cf: &ColumnFamily, name: &str| self.db.property_int_value_cf(cf, name).ok().flatten().unwrap_or(0);
+        let live: u64 = COLUMN_FAMILIES
             .iter()
-            .map(|name| self.db.property_int_value_cf(self.cf(name), "rocksdb.estimate-live-data-size").ok().flatten().unwrap_or(0))
-            .sum()
+            .map(|name| {
+                let cf = self.cf(name);
+                property(cf, "rocksdb.estimate-live-data-size") + property(cf, "rocksdb.cur-size-all-mem-tables")
+            })
+            .sum();
+        live.max(1)
     }
 
     /// Rewrites every keyspace to drop deleted data: etcd's defragment.
