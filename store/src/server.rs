@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::apply::{Applier, Proposal};
@@ -160,7 +160,7 @@ fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<impl std::future::Future<Output = ()> + use<>, ServeError> {
     let max_decode = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let mut builder = Server::builder().tcp_nodelay(true).max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
+    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -173,7 +173,8 @@ fn serve(
         .add_service(MaintenanceServer::new(MaintenanceService { store: store.clone(), scratch_dir }).max_decoding_message_size(max_decode))
         .add_service(AuthServer::new(AuthService { store }).max_decoding_message_size(max_decode));
     Ok(async move {
-        let incoming = TcpListenerStream::new(listener);
+        // Small request/response exchanges must not wait for Nagle's algorithm.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };

@@ -1,0 +1,233 @@
+//! Put and get workloads: a closed loop of fixed workers.
+//!
+//! Owns the sequential-put, put-throughput and get-throughput tests, plus the
+//! untimed pre-population of the keyspace the gets read. `inflight` workers each
+//! keep exactly one request outstanding; worker `j` uses client `j % clients`, so
+//! N requests in flight are multiplexed over C connections. Workers pull op
+//! numbers from a shared counter, so the op count is exact however fast each
+//! worker is. Every loop stops at the op count, at the test's deadline, or after
+//! [`MAX_ERRORS`] failures, whichever comes first; every request has its own
+//! timeout, so a hung server cannot hold a worker past `deadline + op_timeout`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions};
+use tokio::time::Instant;
+
+use super::BenchError;
+use super::stats::{Latencies, Row};
+
+/// A test gives up after this many failed requests (a dead server fails fast,
+/// and nothing useful is measured after that).
+pub const MAX_ERRORS: u64 = 100;
+
+/// The request a workload sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Put,
+    GetLinearizable,
+    GetSerializable,
+}
+
+/// The keys a workload touches: `<prefix>kv/<n>` for `n` in `0..size`, op `i`
+/// uses key `i % size`, so puts overwrite a bounded set and gets always hit.
+#[derive(Debug, Clone)]
+pub struct KeySpace {
+    pub prefix: String,
+    pub size: u64,
+}
+
+impl KeySpace {
+    fn key(&self, i: u64) -> String {
+        format!("{}kv/{:08}", self.prefix, i % self.size.max(1))
+    }
+}
+
+/// One closed-loop run.
+pub struct Workload<'a> {
+    pub name: &'static str,
+    pub op: Op,
+    pub clients: &'a [Client],
+    pub inflight: usize,
+    pub total: u64,
+    pub keys: KeySpace,
+    pub value: Arc<Vec<u8>>,
+    pub max_time: Duration,
+    pub op_timeout: Duration,
+}
+
+/// Counts failures and remembers the first one, for the error message.
+#[derive(Default)]
+struct Failures {
+    count: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl Failures {
+    fn note(&self, what: String) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first.lock() {
+            first.get_or_insert(what);
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn first(&self) -> String {
+        self.first.lock().ok().and_then(|f| f.clone()).unwrap_or_default()
+    }
+}
+
+/// Runs the workload and returns its table row, or an error if it hit
+/// [`MAX_ERRORS`] or had no client to run on.
+pub async fn run(w: Workload<'_>) -> Result<Row, BenchError> {
+    if w.clients.is_empty() || w.inflight == 0 {
+        return Err(BenchError::Args(format!("{}: needs at least one client", w.name)));
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Failures::default());
+    let keys = Arc::new(w.keys);
+    let start = Instant::now();
+    let deadline = start + w.max_time;
+    let per_worker = (w.total as usize / w.inflight).saturating_add(1);
+
+    let mut workers = Vec::with_capacity(w.inflight);
+    for j in 0..w.inflight {
+        let job = Job {
+            client: w.clients[j % w.clients.len()].clone(),
+            op: w.op,
+            next: next.clone(),
+            total: w.total,
+            keys: keys.clone(),
+            value: w.value.clone(),
+            deadline,
+            op_timeout: w.op_timeout,
+            failures: failures.clone(),
+        };
+        workers.push(tokio::spawn(job.run(per_worker)));
+    }
+    let mut latencies = Latencies::with_capacity(w.total as usize);
+    for worker in workers {
+        match worker.await {
+            Ok(l) => latencies.merge(l),
+            Err(e) => failures.note(format!("worker task failed: {e}")),
+        }
+    }
+    let elapsed = start.elapsed();
+
+    let errors = failures.count();
+    if errors >= MAX_ERRORS {
+        return Err(BenchError::Test {
+            test: w.name.to_string(),
+            reason: format!("gave up after {errors} failed requests; first: {}", failures.first()),
+        });
+    }
+    let ops = latencies.len() as u64;
+    let mut notes = Vec::new();
+    if ops + errors < w.total {
+        notes.push(format!(
+            "stopped by the {}s time limit after {} of {} ops",
+            w.max_time.as_secs(),
+            ops + errors,
+            w.total
+        ));
+    }
+    if errors > 0 {
+        notes.push(format!("{errors} failed; first: {}", failures.first()));
+    }
+    Ok(Row {
+        test: w.name.to_string(),
+        ops,
+        errors,
+        lost: None,
+        elapsed,
+        latency: latencies.summary(),
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}
+
+/// What one worker needs; owns clones of the shared pieces.
+struct Job {
+    client: Client,
+    op: Op,
+    next: Arc<AtomicU64>,
+    total: u64,
+    keys: Arc<KeySpace>,
+    value: Arc<Vec<u8>>,
+    deadline: Instant,
+    op_timeout: Duration,
+    failures: Arc<Failures>,
+}
+
+impl Job {
+    async fn run(mut self, capacity: usize) -> Latencies {
+        let mut latencies = Latencies::with_capacity(capacity);
+        while Instant::now() < self.deadline && self.failures.count() < MAX_ERRORS {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.total {
+                break;
+            }
+            let key = self.keys.key(i);
+            let sent = Instant::now();
+            let outcome = tokio::time::timeout(self.op_timeout, self.once(key)).await;
+            let took = sent.elapsed();
+            match outcome {
+                Ok(Ok(())) => latencies.record(took),
+                Ok(Err(e)) => self.failures.note(e),
+                Err(_) => self.failures.note(format!("timed out after {:?}", self.op_timeout)),
+            }
+        }
+        latencies
+    }
+
+    async fn once(&mut self, key: String) -> Result<(), String> {
+        match self.op {
+            Op::Put => {
+                let value = self.value.as_ref().clone();
+                self.client.put(key, value, None).await.map_err(|e| e.to_string())?;
+            }
+            Op::GetLinearizable | Op::GetSerializable => {
+                let options = (self.op == Op::GetSerializable)
+                    .then(|| GetOptions::new().with_serializable());
+                let resp = self.client.get(key.clone(), options).await.map_err(|e| e.to_string())?;
+                if resp.kvs().len() != 1 {
+                    return Err(format!("get {key}: expected 1 key, got {}", resp.kvs().len()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deletes every key under `prefix`; returns how many were deleted.
+pub async fn delete_prefix(
+    client: &Client,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<i64, String> {
+    let mut client = client.clone();
+    let options = etcd_client::DeleteOptions::new().with_prefix();
+    let resp = tokio::time::timeout(timeout, client.delete(prefix, Some(options)))
+        .await
+        .map_err(|_| format!("timed out after {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
+    Ok(resp.deleted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_wrap_around_the_keyspace() {
+        let k = KeySpace { prefix: "/bench/x/".into(), size: 3 };
+        assert_eq!(k.key(0), "/bench/x/kv/00000000");
+        assert_eq!(k.key(4), "/bench/x/kv/00000001");
+        let zero = KeySpace { prefix: "/p/".into(), size: 0 };
+        assert_eq!(zero.key(9), "/p/kv/00000000");
+    }
+}
