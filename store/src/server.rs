@@ -22,6 +22,7 @@ use crate::grpc::kv::KvService;
 use crate::grpc::lease::LeaseService;
 use crate::grpc::maintenance::MaintenanceService;
 use crate::grpc::watch::WatchService;
+use crate::grpc::frame_limit::FrameLimitLayer;
 use crate::grpc::GRPC_OVERHEAD_BYTES;
 use crate::header::HeaderSource;
 use crate::lease::Lessor;
@@ -160,7 +161,7 @@ fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<impl std::future::Future<Output = ()> + use<>, ServeError> {
     let max_decode = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
+    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS)).layer(FrameLimitLayer);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

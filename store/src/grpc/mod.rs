@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod frame_limit;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;

@@ -48,7 +48,8 @@ impl Watch for WatchService {
             session.serve(inbound).await;
             session.close();
         });
-        let max_bytes = self.store.limits.max_request_bytes;
+        // etcd splits at its gRPC send limit: the request limit plus the gRPC allowance.
+        let max_bytes = self.store.limits.max_request_bytes + super::GRPC_OVERHEAD_BYTES;
         let outbound = ReceiverStream::new(rx)
             .flat_map(move |outgoing| futures::stream::iter(fragments(outgoing, max_bytes).into_iter().map(Ok)));
         Ok(Response::new(Box::pin(outbound)))
