@@ -100,15 +100,30 @@ fn main() {
         unary("user_get", "UserGet", "PbAuthUserGetRequest", "PbAuthUserGetResponse"),
         unary("user_list", "UserList", "PbAuthUserListRequest", "PbAuthUserListResponse"),
         unary("user_delete", "UserDelete", "PbAuthUserDeleteRequest", "PbAuthUserDeleteResponse"),
-        unary("user_change_password", "UserChangePassword", "PbAuthUserChangePasswordRequest", "PbAuthUserChangePasswordResponse"),
+        unary(
+            "user_change_password",
+            "UserChangePassword",
+            "PbAuthUserChangePasswordRequest",
+            "PbAuthUserChangePasswordResponse",
+        ),
         unary("user_grant_role", "UserGrantRole", "PbAuthUserGrantRoleRequest", "PbAuthUserGrantRoleResponse"),
         unary("user_revoke_role", "UserRevokeRole", "PbAuthUserRevokeRoleRequest", "PbAuthUserRevokeRoleResponse"),
         unary("role_add", "RoleAdd", "PbAuthRoleAddRequest", "PbAuthRoleAddResponse"),
         unary("role_get", "RoleGet", "PbAuthRoleGetRequest", "PbAuthRoleGetResponse"),
         unary("role_list", "RoleList", "PbAuthRoleListRequest", "PbAuthRoleListResponse"),
         unary("role_delete", "RoleDelete", "PbAuthRoleDeleteRequest", "PbAuthRoleDeleteResponse"),
-        unary("role_grant_permission", "RoleGrantPermission", "PbAuthRoleGrantPermissionRequest", "PbAuthRoleGrantPermissionResponse"),
-        unary("role_revoke_permission", "RoleRevokePermission", "PbAuthRoleRevokePermissionRequest", "PbAuthRoleRevokePermissionResponse"),
+        unary(
+            "role_grant_permission",
+            "RoleGrantPermission",
+            "PbAuthRoleGrantPermissionRequest",
+            "PbAuthRoleGrantPermissionResponse",
+        ),
+        unary(
+            "role_revoke_permission",
+            "RoleRevokePermission",
+            "PbAuthRoleRevokePermissionRequest",
+            "PbAuthRoleRevokePermissionResponse",
+        ),
     ];
     Builder::new().build_client(false).compile(&[
         service("KV", &kv),

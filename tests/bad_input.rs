@@ -47,8 +47,11 @@ async fn oversized_request_is_too_large_and_server_keeps_serving() {
         "1.6 MB put",
     );
     assert_grpc_error(
-        c.txn(Txn::new().and_then([TxnOp::put("t1", vec![b'a'; 800_000], None), TxnOp::put("t2", vec![b'b'; 800_000], None)]))
-            .await,
+        c.txn(
+            Txn::new()
+                .and_then([TxnOp::put("t1", vec![b'a'; 800_000], None), TxnOp::put("t2", vec![b'b'; 800_000], None)]),
+        )
+        .await,
         grpc_code::INVALID_ARGUMENT,
         "etcdserver: request is too large",
         "1.6 MB txn",
@@ -217,7 +220,9 @@ async fn http1_request_on_grpc_port_does_not_hurt_the_server() {
     for path in ["/version", "/etcdserverpb.KV/Range", "/"] {
         let mut s = connect_raw(&server);
         let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.endpoint);
-        s.write_all(req.as_bytes()).expect("write HTTP/1.1 request");
+        if s.write_all(req.as_bytes()).is_err() {
+            continue; // closed before the whole request was written: also a refusal
+        }
         let (bytes, closed) = read_until_close(&mut s, 5);
         assert!(
             closed || bytes.starts_with(b"HTTP/1."),
@@ -237,9 +242,11 @@ async fn http1_request_on_grpc_port_does_not_hurt_the_server() {
         server.endpoint,
         body.len()
     );
-    s.write_all(req.as_bytes()).expect("write");
-    s.write_all(&body).expect("write body");
-    let (_bytes, _closed) = read_until_close(&mut s, 5);
+    // The server may close the connection as soon as it sees the request is not HTTP/2, so a
+    // failed write here is an acceptable answer; what matters is that it keeps serving.
+    if s.write_all(req.as_bytes()).and_then(|()| s.write_all(&body)).is_ok() {
+        let (_bytes, _closed) = read_until_close(&mut s, 5);
+    }
     assert_still_serves(&mut server, "after HTTP/1.1 requests").await;
 }
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{Server, assert_grpc_error, client, grpc_code, next_watch_msg};
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, SortOrder, SortTarget,
-    Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
+    TxnOpResponse, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
 use tempfile::TempDir;
 
@@ -124,10 +124,7 @@ async fn expect_silence(stream: &mut WatchStream, ms: u64) {
 async fn txn_with_two_puts_gives_both_keys_the_same_revision() {
     let (_dir, _server, mut c) = setup().await;
     let before = put(&mut c, "other", "x").await;
-    let resp = c
-        .txn(Txn::new().and_then([TxnOp::put("a", "1", None), TxnOp::put("b", "2", None)]))
-        .await
-        .expect("txn");
+    let resp = c.txn(Txn::new().and_then([TxnOp::put("a", "1", None), TxnOp::put("b", "2", None)])).await.expect("txn");
     let rev = resp.header().expect("header").revision();
     assert_eq!(rev, before + 1, "a txn with two puts is one revision");
     for key in ["a", "b"] {
@@ -352,12 +349,8 @@ async fn revision_filters_fetch_all_then_filter_then_truncate() {
     assert!(!resp.more());
     assert_eq!(resp.count(), 4);
 
-    let created_late = keys_of(
-        &mut c,
-        "f/",
-        GetOptions::new().with_prefix().with_min_create_revision(r_d2 - 1).with_limit(1),
-    )
-    .await;
+    let created_late =
+        keys_of(&mut c, "f/", GetOptions::new().with_prefix().with_min_create_revision(r_d2 - 1).with_limit(1)).await;
     assert_eq!(created_late, b(&["f/d"]));
 
     let modified_early = keys_of(
@@ -451,7 +444,12 @@ async fn compact_at_or_below_compact_revision_is_out_of_range() {
     }
     let rev = current_rev(&mut c).await;
     c.compact(rev - 1, None).await.expect("first compact");
-    assert_grpc_error(c.compact(rev - 1, None).await, grpc_code::OUT_OF_RANGE, COMPACTED, "compact at the same revision");
+    assert_grpc_error(
+        c.compact(rev - 1, None).await,
+        grpc_code::OUT_OF_RANGE,
+        COMPACTED,
+        "compact at the same revision",
+    );
     assert_grpc_error(c.compact(rev - 2, None).await, grpc_code::OUT_OF_RANGE, COMPACTED, "compact below it");
     c.compact(rev, None).await.expect("compacting forward still works");
 }
@@ -540,8 +538,11 @@ async fn duplicate_key_in_txn_is_invalid_argument() {
         "two puts of one key",
     );
     assert_grpc_error(
-        c.txn(Txn::new().or_else([TxnOp::put("k/x", "1", None), TxnOp::delete("k/", Some(DeleteOptions::new().with_prefix()))]))
-            .await,
+        c.txn(
+            Txn::new()
+                .or_else([TxnOp::put("k/x", "1", None), TxnOp::delete("k/", Some(DeleteOptions::new().with_prefix()))]),
+        )
+        .await,
         grpc_code::INVALID_ARGUMENT,
         MSG,
         "a put inside a deleted range",
@@ -629,7 +630,16 @@ async fn txn_compare_version_all_results() {
     put(&mut c, "k", "a").await;
     put(&mut c, "k", "b").await; // version 2
     use CompareOp::*;
-    let cases = [(Equal, 2, true), (Equal, 1, false), (Greater, 1, true), (Greater, 2, false), (Less, 3, true), (Less, 2, false), (NotEqual, 1, true), (NotEqual, 2, false)];
+    let cases = [
+        (Equal, 2, true),
+        (Equal, 1, false),
+        (Greater, 1, true),
+        (Greater, 2, false),
+        (Less, 3, true),
+        (Less, 2, false),
+        (NotEqual, 1, true),
+        (NotEqual, 2, false),
+    ];
     for (op, v, want) in cases {
         assert_eq!(compare_holds(&mut c, Compare::version("k", op, v)).await, want, "version {op:?} {v}");
     }
@@ -642,7 +652,16 @@ async fn txn_compare_create_all_results() {
     let cr = put(&mut c, "k", "a").await;
     put(&mut c, "k", "b").await;
     use CompareOp::*;
-    let cases = [(Equal, cr, true), (Equal, cr + 1, false), (Greater, cr - 1, true), (Greater, cr, false), (Less, cr + 1, true), (Less, cr, false), (NotEqual, cr + 1, true), (NotEqual, cr, false)];
+    let cases = [
+        (Equal, cr, true),
+        (Equal, cr + 1, false),
+        (Greater, cr - 1, true),
+        (Greater, cr, false),
+        (Less, cr + 1, true),
+        (Less, cr, false),
+        (NotEqual, cr + 1, true),
+        (NotEqual, cr, false),
+    ];
     for (op, v, want) in cases {
         assert_eq!(compare_holds(&mut c, Compare::create_revision("k", op, v)).await, want, "create {op:?} {v}");
     }
@@ -656,7 +675,16 @@ async fn txn_compare_mod_all_results() {
     let mr = put(&mut c, "k", "b").await;
     put(&mut c, "other", "x").await;
     use CompareOp::*;
-    let cases = [(Equal, mr, true), (Equal, mr - 1, false), (Greater, mr - 1, true), (Greater, mr, false), (Less, mr + 1, true), (Less, mr, false), (NotEqual, mr + 1, true), (NotEqual, mr, false)];
+    let cases = [
+        (Equal, mr, true),
+        (Equal, mr - 1, false),
+        (Greater, mr - 1, true),
+        (Greater, mr, false),
+        (Less, mr + 1, true),
+        (Less, mr, false),
+        (NotEqual, mr + 1, true),
+        (NotEqual, mr, false),
+    ];
     for (op, v, want) in cases {
         assert_eq!(compare_holds(&mut c, Compare::mod_revision("k", op, v)).await, want, "mod {op:?} {v}");
     }
@@ -692,7 +720,16 @@ async fn txn_compare_lease_all_results() {
     c.put("k", "v", Some(PutOptions::new().with_lease(id))).await.expect("put with lease");
     put(&mut c, "nolease", "v").await;
     use CompareOp::*;
-    let cases = [(Equal, id, true), (Equal, id + 1, false), (Greater, id - 1, true), (Greater, id, false), (Less, id + 1, true), (Less, id, false), (NotEqual, 0, true), (NotEqual, id, false)];
+    let cases = [
+        (Equal, id, true),
+        (Equal, id + 1, false),
+        (Greater, id - 1, true),
+        (Greater, id, false),
+        (Less, id + 1, true),
+        (Less, id, false),
+        (NotEqual, 0, true),
+        (NotEqual, id, false),
+    ];
     for (op, v, want) in cases {
         assert_eq!(compare_holds(&mut c, Compare::lease("k", op, v)).await, want, "lease {op:?} {v}");
     }
@@ -743,7 +780,14 @@ async fn txn_other_compares_on_missing_key_use_zero() {
         ("lease", |k, op, v| Compare::lease(k, op, v)),
     ];
     for (name, make) in makers {
-        for (op, v, want) in [(Equal, 0, true), (NotEqual, 0, false), (Less, 1, true), (Greater, 0, false), (Greater, -1, true), (Equal, 1, false)] {
+        for (op, v, want) in [
+            (Equal, 0, true),
+            (NotEqual, 0, false),
+            (Less, 1, true),
+            (Greater, 0, false),
+            (Greater, -1, true),
+            (Equal, 1, false),
+        ] {
             assert_eq!(compare_holds(&mut c, make("missing", op, v)).await, want, "{name} {op:?} {v} on a missing key");
         }
     }
@@ -759,8 +803,14 @@ async fn txn_range_compare_requires_every_key() {
     assert!(compare_holds(&mut c, Compare::value("r/", CompareOp::Equal, "same").with_prefix()).await);
     assert!(compare_holds(&mut c, Compare::version("r/", CompareOp::Equal, 1).with_prefix()).await);
     put(&mut c, "r/b", "different").await;
-    assert!(!compare_holds(&mut c, Compare::value("r/", CompareOp::Equal, "same").with_prefix()).await, "one key differs");
-    assert!(!compare_holds(&mut c, Compare::version("r/", CompareOp::Equal, 1).with_prefix()).await, "one key has version 2");
+    assert!(
+        !compare_holds(&mut c, Compare::value("r/", CompareOp::Equal, "same").with_prefix()).await,
+        "one key differs"
+    );
+    assert!(
+        !compare_holds(&mut c, Compare::version("r/", CompareOp::Equal, 1).with_prefix()).await,
+        "one key has version 2"
+    );
     assert!(compare_holds(&mut c, Compare::version("r/", CompareOp::Less, 3).with_prefix()).await, "all versions < 3");
     // Range [r/a, r/b) holds only r/a, which still satisfies.
     assert!(compare_holds(&mut c, Compare::value("r/a", CompareOp::Equal, "same").with_range("r/b")).await);
@@ -944,7 +994,11 @@ async fn watch_prev_kv_carries_previous_value() {
     assert_eq!(got.len(), 3);
     assert_eq!((got[0].kind, got[0].mod_rev, got[0].prev_value.as_deref()), (EventType::Put, r2, Some(&b"v1"[..])));
     assert_eq!((got[1].kind, got[1].mod_rev, got[1].prev_value.as_deref()), (EventType::Delete, r3, Some(&b"v2"[..])));
-    assert_eq!((got[2].kind, got[2].mod_rev, got[2].prev_value.as_deref()), (EventType::Put, r4, None), "created anew: no prev");
+    assert_eq!(
+        (got[2].kind, got[2].mod_rev, got[2].prev_value.as_deref()),
+        (EventType::Put, r4, None),
+        "created anew: no prev"
+    );
     assert!(r1 < r2);
     expect_silence(&mut with, 300).await;
     let plain = collect_until(&mut without, r4).await;

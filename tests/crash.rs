@@ -32,15 +32,10 @@ type Seen = (i64, String, String);
 
 /// Starts a watcher on PREFIX from `start` that records every event until its stream ends (the
 /// server dies) or the task is aborted. Returns after the watch is created.
-async fn start_watcher(
-    endpoint: &str,
-    start: i64,
-) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen>>>) {
+async fn start_watcher(endpoint: &str, start: i64) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen>>>) {
     let mut c = client(endpoint).await;
-    let mut stream = c
-        .watch(PREFIX, Some(WatchOptions::new().with_prefix().with_start_revision(start)))
-        .await
-        .expect("watch");
+    let mut stream =
+        c.watch(PREFIX, Some(WatchOptions::new().with_prefix().with_start_revision(start))).await.expect("watch");
     let created = next_watch_msg(&mut stream, 10).await;
     assert!(created.created(), "first watch response must be created: {created:?}");
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -148,7 +143,10 @@ async fn kill9_under_write_load_keeps_every_acknowledged_write() {
         server.kill9();
 
         for w in writers {
-            tokio::time::timeout(Duration::from_secs(15), w).await.expect("writer stops after the kill").expect("writer");
+            tokio::time::timeout(Duration::from_secs(15), w)
+                .await
+                .expect("writer stops after the kill")
+                .expect("writer");
         }
         tokio::time::timeout(Duration::from_secs(10), watcher)
             .await
@@ -200,7 +198,9 @@ async fn kill9_under_write_load_keeps_every_acknowledged_write() {
         // Whatever a watcher was shown before the crash is there too.
         for (rev, key, value) in &seen {
             match stored.get(key.as_bytes()) {
-                Some((v, r)) => assert_eq!((v.as_slice(), *r), (value.as_bytes(), *rev), "cycle {cycle}: {key} as watched"),
+                Some((v, r)) => {
+                    assert_eq!((v.as_slice(), *r), (value.as_bytes(), *rev), "cycle {cycle}: {key} as watched")
+                }
                 None => missing.push(Ack { key: key.clone(), value: value.clone(), rev: *rev }),
             }
         }
@@ -298,8 +298,7 @@ async fn etcd_member_dir_is_refused_and_untouched() {
     assert!(etcd.data_dir.join("member").is_dir(), "etcd should have written member/");
 
     let before = snapshot_dir(&etcd.data_dir);
-    let outcome =
-        run_keel_store_once(&etcd.data_dir, &dir.path().join("refused.log"), &[], Duration::from_secs(20));
+    let outcome = run_keel_store_once(&etcd.data_dir, &dir.path().join("refused.log"), &[], Duration::from_secs(20));
     match outcome {
         OneShot::Exited { status, output } => {
             assert!(!status.success(), "keel store must refuse an etcd data dir; output:\n{output}");

@@ -143,13 +143,26 @@ impl Side {
             s = replace_token(&s, &format!("{id:016x}"), &format!("<LEASE{}>", i + 1));
         }
         let ids = self.id_tokens();
-        for key in ["cluster_id", "member_id", "leader", "ID", "id", "lease", "ClusterID", "MemberID", "Leader", "Lease"] {
+        for key in
+            ["cluster_id", "member_id", "leader", "ID", "id", "lease", "ClusterID", "MemberID", "Leader", "Lease"]
+        {
             s = map_json_field(&s, key, |v| ids.get(v).cloned());
         }
         // Timings, sizes and indexes that differ between any two servers.
         for key in [
-            "ts", "took", "target", "dbSize", "dbSizeInUse", "raftIndex", "raftAppliedIndex", "size", "Took", "DBSize",
-            "DBSizeInUse", "RaftIndex", "RaftAppliedIndex",
+            "ts",
+            "took",
+            "target",
+            "dbSize",
+            "dbSizeInUse",
+            "raftIndex",
+            "raftAppliedIndex",
+            "size",
+            "Took",
+            "DBSize",
+            "DBSizeInUse",
+            "RaftIndex",
+            "RaftAppliedIndex",
         ] {
             s = map_json_field(&s, key, |_| Some(format!("<{key}>")));
         }
@@ -169,7 +182,17 @@ impl Side {
         let structured = args.iter().any(|a| a.contains("json") || a.contains("fields"));
         let has = |a: &str, b: &str| !structured && args.contains(&a) && args.contains(&b);
         if has("endpoint", "status") {
-            s = map_fields(&s, &[(1, FieldKind::Member), (2, FieldKind::Mask("<VERSION>")), (3, FieldKind::Mask("<DB SIZE>")), (7, FieldKind::Mask("<RAFT INDEX>")), (8, FieldKind::Mask("<APPLIED INDEX>"))], member_hex.as_deref());
+            s = map_fields(
+                &s,
+                &[
+                    (1, FieldKind::Member),
+                    (2, FieldKind::Mask("<VERSION>")),
+                    (3, FieldKind::Mask("<DB SIZE>")),
+                    (7, FieldKind::Mask("<RAFT INDEX>")),
+                    (8, FieldKind::Mask("<APPLIED INDEX>")),
+                ],
+                member_hex.as_deref(),
+            );
         } else if has("member", "list") {
             s = map_fields(&s, &[(0, FieldKind::Member)], member_hex.as_deref());
         } else if has("endpoint", "health") {
@@ -692,7 +715,9 @@ fn get_sorted() {
     let mut p = Pair::new();
     // Versions and create/mod revisions chosen so that every sort target gives another order,
     // with ties (VERSION) to pin down the tie order too.
-    for (k, v) in [("s/b", "3"), ("s/a", "9"), ("s/d", "1"), ("s/c", "5"), ("s/a", "2"), ("s/e", "7"), ("s/d", "8"), ("s/d", "4")] {
+    for (k, v) in
+        [("s/b", "3"), ("s/a", "9"), ("s/d", "1"), ("s/c", "5"), ("s/a", "2"), ("s/e", "7"), ("s/d", "8"), ("s/d", "4")]
+    {
         assert_ok(&p.ctl(&["put", k, v]), "OK\n");
     }
     for target in ["MODIFY", "CREATE", "VERSION", "VALUE", "KEY"] {
@@ -707,8 +732,14 @@ fn get_sorted() {
     p.ctl(&["get", "--prefix", "s/", "--order=DESCEND"]);
     p.ctl(&["get", "--prefix", "s/", "--sort-by=MODIFY"]);
     p.ctl(&["get", "--prefix", "s/", "--sort-by=VALUE", "--order=DESCEND", "--rev=5"]);
-    assert_ok(&p.ctl(&["get", "--prefix", "s/", "--sort-by=KEY", "--order=DESCEND", "--keys-only"]), "s/e\n\ns/d\n\ns/c\n\ns/b\n\ns/a\n\n");
-    assert_ok(&p.ctl(&["get", "--prefix", "s/", "--sort-by=MODIFY", "--order=DESCEND", "--print-value-only", "--limit=2"]), "4\n7\n");
+    assert_ok(
+        &p.ctl(&["get", "--prefix", "s/", "--sort-by=KEY", "--order=DESCEND", "--keys-only"]),
+        "s/e\n\ns/d\n\ns/c\n\ns/b\n\ns/a\n\n",
+    );
+    assert_ok(
+        &p.ctl(&["get", "--prefix", "s/", "--sort-by=MODIFY", "--order=DESCEND", "--print-value-only", "--limit=2"]),
+        "4\n7\n",
+    );
     assert_ok(
         &p.ctl(&["get", "--prefix", "s/", "--sort-by=VERSION", "--order=ASCEND", "--keys-only"]),
         "s/b\n\ns/c\n\ns/e\n\ns/a\n\ns/d\n\n",
@@ -766,7 +797,10 @@ fn txn() {
     let out = p.ctl_stdin(&["txn", "-i"], Some("create(\"t1\") > \"100\"\n\nput x y\n\nget t1\ndel t2\n\n"));
     assert!(out.stdout.ends_with("FAILURE\n\nt1\nnew\n\n1\n"), "{out:?}");
     // A value compare on a missing key is false; JSON output.
-    p.ctl_stdin(&["txn", "-i", "-w", "json"], Some("mod(\"t1\") < \"100\"\nvalue(\"t2\") != \"zz\"\n\nput x y\nget t1 --prefix\n\ndel t2\nget t2\n\n"));
+    p.ctl_stdin(
+        &["txn", "-i", "-w", "json"],
+        Some("mod(\"t1\") < \"100\"\nvalue(\"t2\") != \"zz\"\n\nput x y\nget t1 --prefix\n\ndel t2\nget t2\n\n"),
+    );
     // All four targets, success, JSON.
     let out = p.ctl_stdin(
         &["txn", "-i", "-w", "json"],
@@ -775,7 +809,10 @@ fn txn() {
     assert!(out.stdout.contains("\"succeeded\":true"), "{out:?}");
     // Version/create/mod compares on a missing key compare against 0.
     p.ctl_stdin(&["txn", "-i"], Some("version(\"missing\") = \"0\"\ncreate(\"missing\") < \"1\"\nmod(\"missing\") = \"0\"\n\nput m 1\n\nput m 2\n\n"));
-    p.ctl_stdin(&["txn", "-i"], Some("version(\"t1\") > \"2\"\nmod(\"t2\") != \"3\"\n\nget --prefix t\n\nget t1 --print-value-only\n\n"));
+    p.ctl_stdin(
+        &["txn", "-i"],
+        Some("version(\"t1\") > \"2\"\nmod(\"t2\") != \"3\"\n\nget --prefix t\n\nget t1 --print-value-only\n\n"),
+    );
     // Deletes with prev-kv and prefix inside a txn; no compares at all.
     p.ctl_stdin(&["txn", "-i", "-w", "json"], Some("\ndel t --prefix --prev-kv\nget --prefix \"\"\n\n\n"));
     // Nothing to do on either branch.
@@ -1061,9 +1098,11 @@ fn normalization_helpers() {
     assert_eq!(replace_token("a 0badf00d b x0badf00d", "0badf00d", "<L>"), "a <L> b x0badf00d");
     assert_eq!(mask_host_ports("http://127.0.0.1:2380, 127.0.0.1:x"), "http://<HOST:PORT>, 127.0.0.1:x");
     assert_eq!(
-        map_json_field(r#"{"ts":"2026-01-01","took":0.5,"revision":3,"version":"3.4.23","v":{"version":2}}"#, "version", |v| v
-            .starts_with('"')
-            .then(|| "<v>".into())),
+        map_json_field(
+            r#"{"ts":"2026-01-01","took":0.5,"revision":3,"version":"3.4.23","v":{"version":2}}"#,
+            "version",
+            |v| v.starts_with('"').then(|| "<v>".into())
+        ),
         r#"{"ts":"2026-01-01","took":0.5,"revision":3,"version":<v>,"v":{"version":2}}"#
     );
     assert_eq!(map_json_field(r#"{"ttl":-1}"#, "ttl", |_| Some("X".into())), r#"{"ttl":X}"#);

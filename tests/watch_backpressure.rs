@@ -18,10 +18,7 @@ async fn stalled_watcher_does_not_block_writers_and_catches_up() {
     let mut watcher_client = common::client(&server.endpoint).await;
     let mut writer = common::client(&server.endpoint).await;
 
-    let mut stream = watcher_client
-        .watch("/slow/", Some(WatchOptions::new().with_prefix()))
-        .await
-        .expect("watch");
+    let mut stream = watcher_client.watch("/slow/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
     let created = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
     assert!(matches!(created, Ok(Ok(Some(ref r))) if r.created()), "first message is created: {created:?}");
 
@@ -30,10 +27,13 @@ async fn stalled_watcher_does_not_block_writers_and_catches_up() {
     let started = Instant::now();
     let mut first_revision = 0;
     for i in 0..WRITES {
-        let put = tokio::time::timeout(Duration::from_secs(10), writer.put(format!("/slow/{i:05}"), value.clone(), None::<PutOptions>))
-            .await
-            .expect("a put must not hang behind a stalled watcher")
-            .expect("put");
+        let put = tokio::time::timeout(
+            Duration::from_secs(10),
+            writer.put(format!("/slow/{i:05}"), value.clone(), None::<PutOptions>),
+        )
+        .await
+        .expect("a put must not hang behind a stalled watcher")
+        .expect("put");
         if i == 0 {
             first_revision = put.header().map(|h| h.revision()).unwrap_or_default();
         }
@@ -68,10 +68,8 @@ async fn periodic_progress_notifications_reach_idle_watchers() {
     let server = common::Server::start_with_flags(dir.path(), &["--experimental-watch-progress-notify-interval=500ms"]);
     let mut client = common::client(&server.endpoint).await;
     client.put("/idle/a", "1", None).await.expect("put");
-    let mut stream = client
-        .watch("/idle/", Some(WatchOptions::new().with_prefix().with_progress_notify()))
-        .await
-        .expect("watch");
+    let mut stream =
+        client.watch("/idle/", Some(WatchOptions::new().with_prefix().with_progress_notify())).await.expect("watch");
     let created = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
     assert!(matches!(created, Ok(Ok(Some(ref r))) if r.created()));
     let progress = tokio::time::timeout(Duration::from_secs(10), stream.message())

@@ -23,7 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let engine = Arc::new(Engine::open(&dir)?);
         let mut applier = Applier::new(engine.clone(), Arc::new(Lessor::new(2)));
         for i in 0..keys {
-            let put = PutRequest { key: format!("/registry/pods/ns-{}/pod-{i:08}", i % 100).into_bytes(), value: vec![b'v'; 256], ..Default::default() };
+            let put = PutRequest {
+                key: format!("/registry/pods/ns-{}/pod-{i:08}", i % 100).into_bytes(),
+                value: vec![b'v'; 256],
+                ..Default::default()
+            };
             let (outcome, _) = applier.apply(&Proposal::Put(put));
             outcome?;
         }
@@ -39,6 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let found = engine.get_at(b"/registry/pods/ns-7/pod-00000007", engine.committed_revision())?;
     let first_read_ms = started.elapsed().as_secs_f64() * 1e3;
     assert!(found.is_some(), "a written key must be readable after reopening");
-    println!("keys: {keys}  fill: {fill_seconds:.1} s  reopen: {open_seconds:.3} s  first read: {first_read_ms:.2} ms  revision: {}", engine.committed_revision());
+    println!(
+        "keys: {keys}  fill: {fill_seconds:.1} s  reopen: {open_seconds:.3} s  first read: {first_read_ms:.2} ms  revision: {}",
+        engine.committed_revision()
+    );
     Ok(())
 }

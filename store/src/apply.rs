@@ -108,7 +108,9 @@ impl Applier {
             Proposal::Put(request) => put(&mut txn, &self.lessor, request, true).map(Applied::Put),
             Proposal::DeleteRange(request) => delete_range(&mut txn, request).map(Applied::DeleteRange),
             Proposal::Txn(request) => run_txn(&mut txn, &self.lessor, request).map(Applied::Txn),
-            Proposal::Compact { revision } => self.compact(&mut txn, *revision).inspect(|_| effects.compact_to = Some(*revision)),
+            Proposal::Compact { revision } => {
+                self.compact(&mut txn, *revision).inspect(|_| effects.compact_to = Some(*revision))
+            }
             Proposal::LeaseGrant { id, ttl_seconds } => self.grant(&mut txn, *id, *ttl_seconds),
             Proposal::LeaseRevoke { id } => self.revoke(&mut txn, *id),
         };
@@ -333,7 +335,13 @@ fn compare_kv(compare: &Compare, kv: &KeyValue) -> bool {
 
 type OpCheck<'a> = dyn FnMut(&WriteTxn, &OpRequest) -> Result<()> + 'a;
 
-fn check_chosen(txn: &WriteTxn, request: &TxnRequest, path: &[bool], cursor: &mut usize, check: &mut OpCheck) -> Result<()> {
+fn check_chosen(
+    txn: &WriteTxn,
+    request: &TxnRequest,
+    path: &[bool],
+    cursor: &mut usize,
+    check: &mut OpCheck,
+) -> Result<()> {
     let succeeded = path.get(*cursor).copied().unwrap_or(false);
     *cursor += 1;
     for op in chosen_ops(request, succeeded) {
@@ -371,7 +379,13 @@ fn check_range(txn: &WriteTxn, op: &OpRequest) -> Result<()> {
     Ok(())
 }
 
-fn run_chosen(txn: &mut WriteTxn, lessor: &Lessor, request: &TxnRequest, path: &[bool], cursor: &mut usize) -> Result<TxnResponse> {
+fn run_chosen(
+    txn: &mut WriteTxn,
+    lessor: &Lessor,
+    request: &TxnRequest,
+    path: &[bool],
+    cursor: &mut usize,
+) -> Result<TxnResponse> {
     let succeeded = path.get(*cursor).copied().unwrap_or(false);
     *cursor += 1;
     let mut responses = Vec::new();

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::apply::{Applied, Proposal};
 use crate::error::StoreError;
 use crate::mvcc::engine::META_SCHEDULED_COMPACT;
-use crate::mvcc::{compact, Engine};
+use crate::mvcc::{Engine, compact};
 use crate::store::Store;
 
 /// Starts the physical-compaction thread. Send a revision to compact up to it; the returned

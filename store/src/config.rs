@@ -143,11 +143,9 @@ impl StoreArgs {
             return Err(ConfigError::BadClusterState(self.initial_cluster_state));
         }
         let tls = match (self.cert_file, self.key_file) {
-            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
-                cert_file,
-                key_file,
-                trusted_ca_file: self.trusted_ca_file,
-            }),
+            (Some(cert_file), Some(key_file)) => {
+                Some(TlsFiles { cert_file, key_file, trusted_ca_file: self.trusted_ca_file })
+            }
             (None, None) => None,
             _ => return Err(ConfigError::HalfTls),
         };

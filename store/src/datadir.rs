@@ -22,9 +22,13 @@ pub enum DataDirError {
     Unreadable { path: PathBuf, source: std::io::Error },
     #[error("cannot create data directory {path}: {source}")]
     Uncreatable { path: PathBuf, source: std::io::Error },
-    #[error("data directory {path} holds an etcd data directory (member/); Keel cannot use it and will not touch it: pick another --data-dir")]
+    #[error(
+        "data directory {path} holds an etcd data directory (member/); Keel cannot use it and will not touch it: pick another --data-dir"
+    )]
     EtcdData { path: PathBuf },
-    #[error("data directory {path} is not empty and is not a Keel data directory (found {found:?}); refusing to use it: pick an empty or new --data-dir")]
+    #[error(
+        "data directory {path} is not empty and is not a Keel data directory (found {found:?}); refusing to use it: pick an empty or new --data-dir"
+    )]
     Foreign { path: PathBuf, found: String },
     #[error("data directory {path} has a damaged {IDENTITY_FILE}: {reason}")]
     BadIdentity { path: PathBuf, reason: String },
@@ -137,7 +141,10 @@ fn read_identity(path: &Path) -> Result<Identity, DataDirError> {
     let identity: Identity = serde_json::from_str(&text)
         .map_err(|e| DataDirError::BadIdentity { path: path.into(), reason: e.to_string() })?;
     if identity.format != FORMAT {
-        return Err(DataDirError::BadIdentity { path: path.into(), reason: format!("unknown format {}", identity.format) });
+        return Err(DataDirError::BadIdentity {
+            path: path.into(),
+            reason: format!("unknown format {}", identity.format),
+        });
     }
     Ok(identity)
 }

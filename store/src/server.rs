@@ -13,8 +13,10 @@ use crate::apply::{Applier, Proposal};
 use crate::config::{Listen, StoreConfig, TlsFiles};
 use crate::datadir::{self, DataDirError, Identity};
 use crate::error::StoreError;
+use crate::grpc::GRPC_OVERHEAD_BYTES;
 use crate::grpc::auth::AuthService;
 use crate::grpc::cluster::ClusterService;
+use crate::grpc::frame_limit::FrameLimitLayer;
 use crate::grpc::generated::{auth::auth_server::AuthServer, cluster::cluster_server::ClusterServer};
 use crate::grpc::generated::{kv::k_v_server::KVServer as KvServer, lease::lease_server::LeaseServer};
 use crate::grpc::generated::{maintenance::maintenance_server::MaintenanceServer, watch::watch_server::WatchServer};
@@ -22,12 +24,10 @@ use crate::grpc::kv::KvService;
 use crate::grpc::lease::LeaseService;
 use crate::grpc::maintenance::MaintenanceService;
 use crate::grpc::watch::WatchService;
-use crate::grpc::frame_limit::FrameLimitLayer;
-use crate::grpc::GRPC_OVERHEAD_BYTES;
 use crate::header::HeaderSource;
 use crate::lease::Lessor;
-use crate::mvcc::engine::CF_LEASE;
 use crate::mvcc::Engine;
+use crate::mvcc::engine::CF_LEASE;
 use crate::store::{Limits, MemberInfo, Store};
 use crate::watch::WatchHub;
 use crate::{compactor, writer};
@@ -101,7 +101,12 @@ pub fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
 fn load_leases(engine: &Engine, lessor: &Lessor) -> Result<(), StoreError> {
     for entry in engine.iter_cf(CF_LEASE) {
         let (key, value) = entry?;
-        let corrupt = || StoreError::Corrupt(crate::mvcc::codec::CorruptRecord { space: "lease", what: "entry is not two 8-byte integers" });
+        let corrupt = || {
+            StoreError::Corrupt(crate::mvcc::codec::CorruptRecord {
+                space: "lease",
+                what: "entry is not two 8-byte integers",
+            })
+        };
         let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| corrupt())?);
         let ttl = i64::from_be_bytes(value.as_ref().try_into().map_err(|_| corrupt())?);
         lessor.apply_grant(id, ttl);
@@ -123,7 +128,8 @@ pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for listen in &config.listen_client {
-        let listener = TcpListener::bind(listen.addr).await.map_err(|source| ServeError::Listen { addr: listen.addr, source })?;
+        let listener =
+            TcpListener::bind(listen.addr).await.map_err(|source| ServeError::Listen { addr: listen.addr, source })?;
         let tls = if listen.tls { tls.clone() } else { None };
         servers.push(tokio::spawn(serve(store.clone(), &config, listen.clone(), listener, tls, stop_rx.clone())?));
     }
@@ -144,8 +150,10 @@ pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
 }
 
 fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, ServeError> {
-    let read = |path: &PathBuf| std::fs::read(path).map_err(|source| ServeError::TlsFile { path: path.clone(), source });
-    let mut tls = ServerTlsConfig::new().identity(TlsIdentity::from_pem(read(&files.cert_file)?, read(&files.key_file)?));
+    let read =
+        |path: &PathBuf| std::fs::read(path).map_err(|source| ServeError::TlsFile { path: path.clone(), source });
+    let mut tls =
+        ServerTlsConfig::new().identity(TlsIdentity::from_pem(read(&files.cert_file)?, read(&files.key_file)?));
     if let Some(ca) = &files.trusted_ca_file {
         tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
     }
@@ -171,7 +179,10 @@ fn serve(
         .add_service(WatchServer::new(WatchService { store: store.clone() }).max_decoding_message_size(max_decode))
         .add_service(LeaseServer::new(LeaseService { store: store.clone() }).max_decoding_message_size(max_decode))
         .add_service(ClusterServer::new(ClusterService { store: store.clone() }).max_decoding_message_size(max_decode))
-        .add_service(MaintenanceServer::new(MaintenanceService { store: store.clone(), scratch_dir }).max_decoding_message_size(max_decode))
+        .add_service(
+            MaintenanceServer::new(MaintenanceService { store: store.clone(), scratch_dir })
+                .max_decoding_message_size(max_decode),
+        )
         .add_service(AuthServer::new(AuthService { store }).max_decoding_message_size(max_decode));
     Ok(async move {
         // Small request/response exchanges must not wait for Nagle's algorithm.
@@ -201,7 +212,7 @@ async fn expire_leases(store: Arc<Store>) {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let terminate = async {
         match signal(SignalKind::terminate()) {
             Ok(mut stream) => {

@@ -15,8 +15,8 @@ use std::path::Path;
 use rocksdb::{IteratorMode, ReadOptions};
 use sha2::{Digest, Sha256};
 
-use crate::mvcc::engine::{CF_KV, CF_LEASE, CF_LEASE_KEYS, CF_META, CF_REV, META_IDENTITY};
 use crate::mvcc::Engine;
+use crate::mvcc::engine::{CF_KV, CF_LEASE, CF_LEASE_KEYS, CF_META, CF_REV};
 
 const MAGIC: &[u8; 8] = b"KEELSNAP";
 const FORMAT: u32 = 1;
@@ -49,9 +49,6 @@ pub fn write(engine: &Engine, path: &Path) -> Result<u64, SnapshotError> {
         options.set_snapshot(&snapshot);
         for entry in engine.db().iterator_cf_opt(engine.cf(name), options, IteratorMode::Start) {
             let (key, value) = entry?;
-            if *name == CF_META && &*key == META_IDENTITY {
-                continue;
-            }
             out.write_all(&[index as u8])?;
             write_bytes(&mut out, &key)?;
             write_bytes(&mut out, &value)?;

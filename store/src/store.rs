@@ -68,7 +68,12 @@ impl Store {
         if revision < self.engine.compact_revision() {
             return Err(StoreError::Compacted);
         }
-        Ok(RangeResponse { header: Some(self.header(current)), kvs: outcome.kvs, more: outcome.more, count: outcome.count })
+        Ok(RangeResponse {
+            header: Some(self.header(current)),
+            kvs: outcome.kvs,
+            more: outcome.more,
+            count: outcome.count,
+        })
     }
 
     /// A txn that cannot write: evaluated on the committed state without the writer.

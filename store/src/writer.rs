@@ -47,9 +47,7 @@ pub fn start(
     compactions: std::sync::mpsc::Sender<i64>,
 ) -> std::io::Result<Proposer> {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    std::thread::Builder::new()
-        .name("writer".into())
-        .spawn(move || run(engine, applier, hub, compactions, rx))?;
+    std::thread::Builder::new().name("writer".into()).spawn(move || run(engine, applier, hub, compactions, rx))?;
     Ok(Proposer { tx })
 }
 

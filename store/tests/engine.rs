@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use etcd_client::proto::{PbDeleteRequest as DeleteRangeRequest, PbPutRequest as PutRequest, PbRangeRequest as RangeRequest};
+use etcd_client::proto::{
+    PbDeleteRequest as DeleteRangeRequest, PbPutRequest as PutRequest, PbRangeRequest as RangeRequest,
+};
 use keel_store::apply::{Applied, Applier, Proposal};
 use keel_store::error::StoreError;
 use keel_store::lease::Lessor;
-use keel_store::mvcc::{compact, history, range, Engine, EVENT_DELETE, EVENT_PUT};
+use keel_store::mvcc::{EVENT_DELETE, EVENT_PUT, Engine, compact, history, range};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -46,9 +48,10 @@ impl Fixture {
     }
 
     fn get(&self, key: &str, revision: i64) -> Option<(String, i64, i64, i64)> {
-        self.engine.get_at(key.as_bytes(), revision).expect("get").map(|kv| {
-            (String::from_utf8(kv.value).expect("utf8"), kv.create_revision, kv.mod_revision, kv.version)
-        })
+        self.engine
+            .get_at(key.as_bytes(), revision)
+            .expect("get")
+            .map(|kv| (String::from_utf8(kv.value).expect("utf8"), kv.create_revision, kv.mod_revision, kv.version))
     }
 
     fn keys(&self, start: &str, end: &str, revision: i64) -> Vec<String> {

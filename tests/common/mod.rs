@@ -92,11 +92,7 @@ impl Server {
 
     fn spawn(&mut self) {
         let url = format!("http://{}", self.endpoint);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open server log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open server log");
         let log_err = log.try_clone().expect("clone log handle");
         let mut cmd = match self.target {
             Target::Keel => {
@@ -205,9 +201,7 @@ pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Outp
 
 /// An etcd-client connected to `endpoint`.
 pub async fn client(endpoint: &str) -> etcd_client::Client {
-    etcd_client::Client::connect([format!("http://{endpoint}")], None)
-        .await
-        .expect("connect etcd-client")
+    etcd_client::Client::connect([format!("http://{endpoint}")], None).await.expect("connect etcd-client")
 }
 
 // ---------------------------------------------------------------------------------------------

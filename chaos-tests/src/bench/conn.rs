@@ -16,18 +16,18 @@ use super::BenchError;
 
 /// Splits a comma-separated endpoint list, adding `http://` where no scheme is given.
 pub fn parse_endpoints(list: &str) -> Result<Vec<String>, BenchError> {
-    let endpoints: Vec<String> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            if e.starts_with("http://") || e.starts_with("https://") {
-                e.to_string()
-            } else {
-                format!("http://{e}")
-            }
-        })
-        .collect();
+    let endpoints: Vec<String> =
+        list.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                if e.starts_with("http://") || e.starts_with("https://") {
+                    e.to_string()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
     if endpoints.is_empty() {
         return Err(BenchError::Args("--endpoints is empty".into()));
     }
@@ -37,10 +37,7 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<String>, BenchError> {
 /// Opens one client to `endpoint` and checks it answers a linearizable read
 /// (which also proves the member sees a leader) within `timeout`.
 pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Client, BenchError> {
-    let unreachable = |reason: String| BenchError::Unreachable {
-        endpoint: endpoint.to_string(),
-        reason,
-    };
+    let unreachable = |reason: String| BenchError::Unreachable { endpoint: endpoint.to_string(), reason };
     let options = ConnectOptions::new().with_connect_timeout(timeout);
     let mut client = tokio::time::timeout(timeout, Client::connect([endpoint], Some(options)))
         .await
@@ -54,11 +51,7 @@ pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Client, BenchE
 }
 
 /// Opens `n` clients, client `i` on endpoint `i % endpoints.len()`.
-pub async fn connect_round_robin(
-    endpoints: &[String],
-    n: usize,
-    timeout: Duration,
-) -> Result<Vec<Client>, BenchError> {
+pub async fn connect_round_robin(endpoints: &[String], n: usize, timeout: Duration) -> Result<Vec<Client>, BenchError> {
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         clients.push(connect(&endpoints[i % endpoints.len()], timeout).await?);

@@ -191,8 +191,7 @@ impl Job {
                 self.client.put(key, value, None).await.map_err(|e| e.to_string())?;
             }
             Op::GetLinearizable | Op::GetSerializable => {
-                let options = (self.op == Op::GetSerializable)
-                    .then(|| GetOptions::new().with_serializable());
+                let options = (self.op == Op::GetSerializable).then(|| GetOptions::new().with_serializable());
                 let resp = self.client.get(key.clone(), options).await.map_err(|e| e.to_string())?;
                 if resp.kvs().len() != 1 {
                     return Err(format!("get {key}: expected 1 key, got {}", resp.kvs().len()));
@@ -204,11 +203,7 @@ impl Job {
 }
 
 /// Deletes every key under `prefix`; returns how many were deleted.
-pub async fn delete_prefix(
-    client: &Client,
-    prefix: &str,
-    timeout: Duration,
-) -> Result<i64, String> {
+pub async fn delete_prefix(client: &Client, prefix: &str, timeout: Duration) -> Result<i64, String> {
     let mut client = client.clone();
     let options = etcd_client::DeleteOptions::new().with_prefix();
     let resp = tokio::time::timeout(timeout, client.delete(prefix, Some(options)))

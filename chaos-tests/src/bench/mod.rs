@@ -192,12 +192,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         tracing::info!("bench: running {}", test.name());
         match run_one(&mut ctx, test).await {
             Ok(row) => {
-                tracing::info!(
-                    "bench: {}: {} ops in {:.2}s",
-                    row.test,
-                    row.ops,
-                    row.elapsed.as_secs_f64()
-                );
+                tracing::info!("bench: {}: {} ops in {:.2}s", row.test, row.ops, row.elapsed.as_secs_f64());
                 rows.push(row);
             }
             Err(e) => {
@@ -242,12 +237,7 @@ async fn run_one(ctx: &mut Ctx, test: TestKind) -> Result<Row, BenchError> {
         }
         TestKind::GetLinearizable | TestKind::GetSerializable => {
             if !ctx.populated {
-                let fill = closed_loop(
-                    kv::Op::Put,
-                    &ctx.clients,
-                    ctx.args.inflight,
-                    ctx.args.keyspace,
-                );
+                let fill = closed_loop(kv::Op::Put, &ctx.clients, ctx.args.inflight, ctx.args.keyspace);
                 let row = kv::run(fill).await.map_err(|e| BenchError::Test {
                     test: test.name().into(),
                     reason: format!("populating the keyspace: {e}"),
@@ -255,20 +245,13 @@ async fn run_one(ctx: &mut Ctx, test: TestKind) -> Result<Row, BenchError> {
                 if row.ops < ctx.args.keyspace {
                     return Err(BenchError::Test {
                         test: test.name().into(),
-                        reason: format!(
-                            "populated only {} of {} keys",
-                            row.ops, ctx.args.keyspace
-                        ),
+                        reason: format!("populated only {} of {} keys", row.ops, ctx.args.keyspace),
                     });
                 }
                 tracing::info!("bench: populated {} keys", row.ops);
                 ctx.populated = true;
             }
-            let op = if test == TestKind::GetLinearizable {
-                kv::Op::GetLinearizable
-            } else {
-                kv::Op::GetSerializable
-            };
+            let op = if test == TestKind::GetLinearizable { kv::Op::GetLinearizable } else { kv::Op::GetSerializable };
             let w = closed_loop(op, &ctx.clients, ctx.args.inflight, ctx.args.total);
             kv::run(w).await
         }

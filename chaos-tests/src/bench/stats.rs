@@ -43,12 +43,7 @@ impl Latencies {
     pub fn summary(mut self) -> Summary {
         self.samples.sort_unstable();
         let s = &self.samples;
-        Summary {
-            count: s.len(),
-            p50: percentile(s, 50.0),
-            p99: percentile(s, 99.0),
-            max: s.last().copied(),
-        }
+        Summary { count: s.len(), p50: percentile(s, 50.0), p99: percentile(s, 99.0), max: s.last().copied() }
     }
 }
 
@@ -113,8 +108,7 @@ fn ms(d: Option<Duration>) -> String {
     }
 }
 
-const HEADERS: [&str; 9] =
-    ["test", "ops", "errors", "lost", "secs", "ops/s", "p50 ms", "p99 ms", "max ms"];
+const HEADERS: [&str; 9] = ["test", "ops", "errors", "lost", "secs", "ops/s", "p50 ms", "p99 ms", "max ms"];
 
 fn cells(row: &Row) -> [String; 9] {
     [
@@ -169,10 +163,8 @@ pub fn render_table(rows: &[Row]) -> String {
         out.push_str(&line(r));
         out.push('\n');
     }
-    let notes: Vec<String> = rows
-        .iter()
-        .filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.test)))
-        .collect();
+    let notes: Vec<String> =
+        rows.iter().filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.test))).collect();
     if !notes.is_empty() {
         out.push('\n');
         for n in notes {

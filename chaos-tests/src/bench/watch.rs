@@ -96,10 +96,7 @@ pub async fn run(t: WatchTest<'_>) -> Result<Row, BenchError> {
         match first {
             Some(r) if r.created() && !r.canceled() => {}
             Some(r) => {
-                return Err(fail(format!(
-                    "watcher {i}: not created (canceled: {})",
-                    r.cancel_reason()
-                )));
+                return Err(fail(format!("watcher {i}: not created (canceled: {})", r.cancel_reason())));
             }
             None => return Err(fail(format!("watcher {i}: stream closed at creation"))),
         }
@@ -192,16 +189,10 @@ pub async fn run(t: WatchTest<'_>) -> Result<Row, BenchError> {
         notes.push(format!("{duplicates} duplicate events"));
     }
     if write_errors > 0 {
-        notes.push(format!(
-            "{write_errors} puts failed; first: {}",
-            first_error.unwrap_or_default()
-        ));
+        notes.push(format!("{write_errors} puts failed; first: {}", first_error.unwrap_or_default()));
     }
     if watch_errors > 0 {
-        notes.push(format!(
-            "{watch_errors} watchers ended early; first: {}",
-            watch_error.unwrap_or_default()
-        ));
+        notes.push(format!("{watch_errors} watchers ended early; first: {}", watch_error.unwrap_or_default()));
     }
     if (acked.len() as u64) + write_errors < t.puts {
         notes.push(format!("writer stopped by the {}s time limit", t.max_time.as_secs()));

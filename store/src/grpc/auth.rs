@@ -18,7 +18,9 @@ fn not_enabled() -> Status {
 }
 
 fn unsupported() -> Status {
-    Status::unimplemented("keel: user and role management is not supported; clients authenticate with TLS client certificates")
+    Status::unimplemented(
+        "keel: user and role management is not supported; clients authenticate with TLS client certificates",
+    )
 }
 
 impl AuthService {
@@ -37,7 +39,10 @@ impl Auth for AuthService {
         Ok(Response::new(PbAuthDisableResponse { header: self.header() }))
     }
 
-    async fn authenticate(&self, _: Request<PbAuthenticateRequest>) -> Result<Response<PbAuthenticateResponse>, Status> {
+    async fn authenticate(
+        &self,
+        _: Request<PbAuthenticateRequest>,
+    ) -> Result<Response<PbAuthenticateResponse>, Status> {
         Err(not_enabled())
     }
 
@@ -53,19 +58,31 @@ impl Auth for AuthService {
         Ok(Response::new(PbAuthUserListResponse { header: self.header(), users: Vec::new() }))
     }
 
-    async fn user_delete(&self, _: Request<PbAuthUserDeleteRequest>) -> Result<Response<PbAuthUserDeleteResponse>, Status> {
+    async fn user_delete(
+        &self,
+        _: Request<PbAuthUserDeleteRequest>,
+    ) -> Result<Response<PbAuthUserDeleteResponse>, Status> {
         Err(Status::new(Code::FailedPrecondition, "etcdserver: user name not found"))
     }
 
-    async fn user_change_password(&self, _: Request<PbAuthUserChangePasswordRequest>) -> Result<Response<PbAuthUserChangePasswordResponse>, Status> {
+    async fn user_change_password(
+        &self,
+        _: Request<PbAuthUserChangePasswordRequest>,
+    ) -> Result<Response<PbAuthUserChangePasswordResponse>, Status> {
         Err(Status::new(Code::FailedPrecondition, "etcdserver: user name not found"))
     }
 
-    async fn user_grant_role(&self, _: Request<PbAuthUserGrantRoleRequest>) -> Result<Response<PbAuthUserGrantRoleResponse>, Status> {
+    async fn user_grant_role(
+        &self,
+        _: Request<PbAuthUserGrantRoleRequest>,
+    ) -> Result<Response<PbAuthUserGrantRoleResponse>, Status> {
         Err(Status::new(Code::FailedPrecondition, "etcdserver: user name not found"))
     }
 
-    async fn user_revoke_role(&self, _: Request<PbAuthUserRevokeRoleRequest>) -> Result<Response<PbAuthUserRevokeRoleResponse>, Status> {
+    async fn user_revoke_role(
+        &self,
+        _: Request<PbAuthUserRevokeRoleRequest>,
+    ) -> Result<Response<PbAuthUserRevokeRoleResponse>, Status> {
         Err(Status::new(Code::FailedPrecondition, "etcdserver: user name not found"))
     }
 
@@ -81,15 +98,24 @@ impl Auth for AuthService {
         Ok(Response::new(PbAuthRoleListResponse { header: self.header(), roles: Vec::new() }))
     }
 
-    async fn role_delete(&self, _: Request<PbAuthRoleDeleteRequest>) -> Result<Response<PbAuthRoleDeleteResponse>, Status> {
+    async fn role_delete(
+        &self,
+        _: Request<PbAuthRoleDeleteRequest>,
+    ) -> Result<Response<PbAuthRoleDeleteResponse>, Status> {
         Err(Status::new(Code::FailedPrecondition, "etcdserver: role name not found"))
     }
 
-    async fn role_grant_permission(&self, _: Request<PbAuthRoleGrantPermissionRequest>) -> Result<Response<PbAuthRoleGrantPermissionResponse>, Status> {
+    async fn role_grant_permission(
+        &self,
+        _: Request<PbAuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<PbAuthRoleGrantPermissionResponse>, Status> {
         Err(Status::new(Code::FailedPrecondition, "etcdserver: role name not found"))
     }
 
-    async fn role_revoke_permission(&self, _: Request<PbAuthRoleRevokePermissionRequest>) -> Result<Response<PbAuthRoleRevokePermissionResponse>, Status> {
+    async fn role_revoke_permission(
+        &self,
+        _: Request<PbAuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<PbAuthRoleRevokePermissionResponse>, Status> {
         Err(Status::new(Code::FailedPrecondition, "etcdserver: role name not found"))
     }
 }

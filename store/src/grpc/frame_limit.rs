@@ -82,7 +82,9 @@ mod tests {
 
     #[test]
     fn tonic_oversized_status_becomes_grpc_go_text() {
-        let tonic = Status::out_of_range("Error, decoded message length too large: found 3145739 bytes, the limit is: 2097152 bytes");
+        let tonic = Status::out_of_range(
+            "Error, decoded message length too large: found 3145739 bytes, the limit is: 2097152 bytes",
+        );
         let etcd = etcd_status(&tonic).expect("rewritten");
         assert_eq!(etcd.code(), Code::ResourceExhausted);
         assert_eq!(etcd.message(), "grpc: received message larger than max (3145739 vs. 2097152)");

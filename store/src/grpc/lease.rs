@@ -62,15 +62,23 @@ impl Lease for LeaseService {
         }
     }
 
-    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let id = request.into_inner().id;
         match self.store.propose(Proposal::LeaseRevoke { id }).await? {
-            Applied::LeaseRevoke { revision } => Ok(Response::new(LeaseRevokeResponse { header: Some(self.store.header(revision)) })),
+            Applied::LeaseRevoke { revision } => {
+                Ok(Response::new(LeaseRevokeResponse { header: Some(self.store.header(revision)) }))
+            }
             other => Err(Status::internal(format!("keel: unexpected apply outcome {other:?}"))),
         }
     }
 
-    async fn lease_keep_alive(&self, request: Request<Streaming<LeaseKeepAliveRequest>>) -> Result<Response<KeepAliveStream>, Status> {
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(KEEP_ALIVE_BUFFER);
         let store = self.store.clone();
@@ -97,11 +105,20 @@ impl Lease for LeaseService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn lease_time_to_live(&self, request: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let request = request.into_inner();
         let header = Some(self.store.header(self.store.current_revision()));
         let Some(ttl) = self.store.lessor.time_to_live(request.id) else {
-            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: request.id, ttl: -1, granted_ttl: 0, keys: Vec::new() }));
+            return Ok(Response::new(LeaseTimeToLiveResponse {
+                header,
+                id: request.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            }));
         };
         let keys = if request.keys { apply::attached_keys(&self.store.engine, request.id)? } else { Vec::new() };
         Ok(Response::new(LeaseTimeToLiveResponse {
@@ -113,8 +130,14 @@ impl Lease for LeaseService {
         }))
     }
 
-    async fn lease_leases(&self, _request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let leases = self.store.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: Some(self.store.header(self.store.current_revision())), leases }))
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(self.store.header(self.store.current_revision())),
+            leases,
+        }))
     }
 }

@@ -61,7 +61,10 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
     async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(AlarmResponse { header: Some(self.store.header(self.store.current_revision())), alarms: Vec::new() }))
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.store.header(self.store.current_revision())),
+            alarms: Vec::new(),
+        }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {

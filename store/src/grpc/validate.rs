@@ -185,7 +185,10 @@ mod tests {
     fn nested_branches_may_share_a_key_but_not_with_the_parent() {
         assert!(check(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]).is_ok());
         assert!(matches!(check(vec![txn_op(vec![put_op("a")], vec![]), put_op("a")]), Err(StoreError::DuplicateKey)));
-        assert!(matches!(check(vec![delete_op("a", "b"), txn_op(vec![put_op("a")], vec![])]), Err(StoreError::DuplicateKey)));
+        assert!(matches!(
+            check(vec![delete_op("a", "b"), txn_op(vec![put_op("a")], vec![])]),
+            Err(StoreError::DuplicateKey)
+        ));
     }
 
     #[test]

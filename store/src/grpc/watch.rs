@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use etcd_client::proto::{PbWatchRequest as WatchRequest, PbWatchRequestUnion as RequestUnion, PbWatchResponse as WatchResponse};
+use etcd_client::proto::{
+    PbWatchRequest as WatchRequest, PbWatchRequestUnion as RequestUnion, PbWatchResponse as WatchResponse,
+};
 use futures::{Stream, StreamExt};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -90,7 +92,8 @@ impl Session {
                 Some(RequestUnion::CancelRequest(cancel)) => self.cancel(cancel.watch_id).await,
                 Some(RequestUnion::ProgressRequest(_)) => {
                     let revision = self.store.hub.progress_revision(self.watchers.values().copied());
-                    let response = WatchResponse { header: Some(self.store.header(revision)), watch_id: -1, ..Default::default() };
+                    let response =
+                        WatchResponse { header: Some(self.store.header(revision)), watch_id: -1, ..Default::default() };
                     self.send(response).await
                 }
                 None => true,
@@ -137,13 +140,23 @@ impl Session {
         match self.store.hub.register(params, self.tx.clone()) {
             Registration::Registered { key, revision } => {
                 self.watchers.insert(watch_id, key);
-                let created = WatchResponse { header: Some(self.store.header(revision)), watch_id, created: true, ..Default::default() };
+                let created = WatchResponse {
+                    header: Some(self.store.header(revision)),
+                    watch_id,
+                    created: true,
+                    ..Default::default()
+                };
                 let sent = self.send(created).await;
                 self.store.hub.announced(key);
                 sent
             }
             Registration::Compacted { compact_revision, revision } => {
-                let created = WatchResponse { header: Some(self.store.header(revision)), watch_id, created: true, ..Default::default() };
+                let created = WatchResponse {
+                    header: Some(self.store.header(revision)),
+                    watch_id,
+                    created: true,
+                    ..Default::default()
+                };
                 let canceled = WatchResponse {
                     header: Some(self.store.header(0)),
                     watch_id,
@@ -212,7 +225,11 @@ mod tests {
     fn response_with(events: usize, value_bytes: usize) -> WatchResponse {
         let events = (0..events)
             .map(|i| Event {
-                kv: Some(KeyValue { key: format!("k{i}").into_bytes(), value: vec![b'x'; value_bytes], ..Default::default() }),
+                kv: Some(KeyValue {
+                    key: format!("k{i}").into_bytes(),
+                    value: vec![b'x'; value_bytes],
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .collect();

@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn escaping_round_trips_and_preserves_order() {
-        let keys: Vec<&[u8]> = vec![b"", b"\x00", b"\x00\x00", b"\x00\x01", b"a", b"a\x00", b"a\x00b", b"a\x01", b"ab", b"b", b"\xff"];
+        let keys: Vec<&[u8]> =
+            vec![b"", b"\x00", b"\x00\x00", b"\x00\x01", b"a", b"a\x00", b"a\x00b", b"a\x01", b"ab", b"b", b"\xff"];
         for window in keys.windows(2) {
             assert!(escape(window[0]) < escape(window[1]), "{:?} < {:?}", window[0], window[1]);
             assert!(version_key(window[0], rev(1, 0)) < version_key(window[1], rev(9, 9)));
@@ -216,7 +217,14 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let kv = KeyValue { key: b"k".to_vec(), create_revision: 2, mod_revision: 5, version: 3, value: b"v".to_vec(), lease: 7 };
+        let kv = KeyValue {
+            key: b"k".to_vec(),
+            create_revision: 2,
+            mod_revision: 5,
+            version: 3,
+            value: b"v".to_vec(),
+            lease: 7,
+        };
         let raw = encode_record(TAG_PUT, &kv);
         let (tag, back) = decode_record(&raw, b"k".to_vec()).unwrap();
         assert_eq!(tag, TAG_PUT);

@@ -12,9 +12,9 @@ use std::collections::HashSet;
 
 use rocksdb::WriteBatch;
 
+use super::Revision;
 use super::codec::{self, TAG_TOMBSTONE};
 use super::engine::{CF_KV, CF_META, CF_REV, Engine, META_SCHEDULED_COMPACT};
-use super::Revision;
 use crate::error::Result;
 
 /// Changes examined per batch; bounds memory and how long one batch holds a core.

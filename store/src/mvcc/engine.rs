@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+};
 
 use super::codec::{self, TAG_TOMBSTONE};
 use super::{KeyValue, Revision};
@@ -28,7 +30,6 @@ const COLUMN_FAMILIES: [&str; 5] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_M
 pub const META_COMPACT_REVISION: &[u8] = b"compact_revision";
 /// The compaction whose physical part has not finished yet (resumed on restart).
 pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduled_compact_revision";
-pub const META_IDENTITY: &[u8] = b"identity";
 
 /// After this many `next()` calls over old versions of one key, seek past them instead.
 const NEXT_BEFORE_SEEK: usize = 4;
@@ -233,13 +234,17 @@ impl Engine {
     }
 
     /// A full-order iterator over one keyspace, for snapshots and hashing.
-    pub fn iter_cf(&self, name: &str) -> impl Iterator<Item = std::result::Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + '_ {
+    pub fn iter_cf(
+        &self,
+        name: &str,
+    ) -> impl Iterator<Item = std::result::Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + '_ {
         self.db.iterator_cf(self.cf(name), IteratorMode::From(&[], Direction::Forward))
     }
 
     /// Bytes on disk (SST files plus live memtables): etcd's dbSize.
     pub fn size_bytes(&self) -> u64 {
-        let property = |cf: &ColumnFamily, name: &str| self.db.property_int_value_cf(cf, name).ok().flatten().unwrap_or(0);
+        let property =
+            |cf: &ColumnFamily, name: &str| self.db.property_int_value_cf(cf, name).ok().flatten().unwrap_or(0);
         COLUMN_FAMILIES
             .iter()
             .map(|name| {
@@ -252,7 +257,8 @@ impl Engine {
     /// Bytes of live data (estimated live SST data plus memtables): etcd's dbSizeInUse.
     /// Never 0, as etcd's never is (a store always holds its metadata).
     pub fn live_size_bytes(&self) -> u64 {
-        let property = |cf: &ColumnFamily, name: &str| self.db.property_int_value_cf(cf, name).ok().flatten().unwrap_or(0);
+        let property =
+            |cf: &ColumnFamily, name: &str| self.db.property_int_value_cf(cf, name).ok().flatten().unwrap_or(0);
         let live: u64 = COLUMN_FAMILIES
             .iter()
             .map(|name| {

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use etcd_client::proto::PbRangeRequest as RangeRequest;
 
+use super::KeyValue;
 use super::codec::{self, TAG_TOMBSTONE};
 use super::engine::{Engine, Visit};
-use super::KeyValue;
 use crate::error::Result;
 
 pub const SORT_NONE: i32 = 0;
@@ -34,7 +34,12 @@ pub struct RangeOutcome {
 
 /// Evaluates `request` against the store at `revision`, with a write txn's own changes in
 /// `overlay` layered on top (for ranges inside a txn after its writes).
-pub fn evaluate(engine: &Engine, request: &RangeRequest, revision: i64, overlay: Option<&Overlay>) -> Result<RangeOutcome> {
+pub fn evaluate(
+    engine: &Engine,
+    request: &RangeRequest,
+    revision: i64,
+    overlay: Option<&Overlay>,
+) -> Result<RangeOutcome> {
     let needs_whole_range = request.sort_order != SORT_NONE
         || request.min_mod_revision != 0
         || request.max_mod_revision != 0

@@ -47,7 +47,8 @@ mod tests {
 
     #[test]
     fn filters_by_range_kind_and_strips_prev_kv() {
-        let filter = EventFilter { key: b"a".to_vec(), range_end: b"b".to_vec(), no_delete: true, ..Default::default() };
+        let filter =
+            EventFilter { key: b"a".to_vec(), range_end: b"b".to_vec(), no_delete: true, ..Default::default() };
         let events = [event(EVENT_PUT, b"a1"), event(EVENT_DELETE, b"a2"), event(EVENT_PUT, b"b")];
         let mut out = Vec::new();
         filter.select_into(&events, &mut out);

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::filter::EventFilter;
 use crate::header::HeaderSource;
-use crate::mvcc::{history, ChangeSet, Engine, Event};
+use crate::mvcc::{ChangeSet, Engine, Event, history};
 
 /// Events read from history per catch-up step: bounds memory per slow watcher.
 const CATCH_UP_EVENTS: usize = 1_000;
