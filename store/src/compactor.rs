@@ -14,12 +14,20 @@ use crate::mvcc::engine::META_SCHEDULED_COMPACT;
 use crate::mvcc::{Engine, compact};
 use crate::store::Store;
 
+/// How far physical compaction got: what `Compact` with `physical` waits on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionProgress {
+    /// The highest revision whose physical compaction finished.
+    pub finished: i64,
+    /// The highest revision whose physical compaction failed (it resumes on restart).
+    pub failed: i64,
+}
+
 /// Starts the physical-compaction thread. Send a revision to compact up to it; the returned
-/// watch reports the highest revision finished. A compaction interrupted by a restart is
-/// resumed first.
-pub fn start(engine: Arc<Engine>) -> std::io::Result<(mpsc::Sender<i64>, watch::Receiver<i64>)> {
+/// watch reports progress. A compaction interrupted by a restart is resumed first.
+pub fn start(engine: Arc<Engine>) -> std::io::Result<(mpsc::Sender<i64>, watch::Receiver<CompactionProgress>)> {
     let (tx, rx) = mpsc::channel::<i64>();
-    let (done_tx, done_rx) = watch::channel(engine.compact_revision());
+    let (done_tx, done_rx) = watch::channel(CompactionProgress { finished: engine.compact_revision(), failed: 0 });
     let pending = engine.meta_i64(META_SCHEDULED_COMPACT).ok().flatten();
     std::thread::Builder::new().name("compactor".into()).spawn(move || {
         if let Some(revision) = pending {
@@ -32,19 +40,19 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<(mpsc::Sender<i64>, watch::
     Ok((tx, done_rx))
 }
 
-fn run_one(engine: &Engine, revision: i64, done: &watch::Sender<i64>) {
+fn run_one(engine: &Engine, revision: i64, progress: &watch::Sender<CompactionProgress>) {
     let started = Instant::now();
-    match compact::run(engine, revision) {
+    let outcome = compact::run(engine, revision);
+    match &outcome {
         Ok(()) => {
-            tracing::info!(revision, took_ms = started.elapsed().as_millis() as u64, "finished physical compaction");
-            done.send_if_modified(|finished| {
-                let advanced = revision > *finished;
-                *finished = (*finished).max(revision);
-                advanced
-            });
+            tracing::info!(revision, took_ms = started.elapsed().as_millis() as u64, "finished physical compaction")
         }
         Err(error) => tracing::error!(%error, revision, "physical compaction failed; it resumes on restart"),
     }
+    progress.send_modify(|p| match outcome {
+        Ok(()) => p.finished = p.finished.max(revision),
+        Err(_) => p.failed = p.failed.max(revision),
+    });
 }
 
 /// etcd's periodic auto-compaction: keep `retention` of history. Samples the revision every

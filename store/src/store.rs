@@ -40,8 +40,8 @@ pub struct Store {
     pub header: Arc<HeaderSource>,
     pub member: MemberInfo,
     pub limits: Limits,
-    /// The highest revision whose physical compaction has finished.
-    pub physically_compacted: tokio::sync::watch::Receiver<i64>,
+    /// How far physical compaction got.
+    pub physically_compacted: tokio::sync::watch::Receiver<crate::compactor::CompactionProgress>,
 }
 
 impl Store {

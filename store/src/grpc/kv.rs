@@ -84,10 +84,16 @@ impl Kv for KvService {
             other => return Err(unexpected(other)),
         };
         if request.physical {
-            let mut done = self.store.physically_compacted.clone();
-            done.wait_for(|finished| *finished >= request.revision)
+            let mut progress = self.store.physically_compacted.clone();
+            let reached = progress
+                .wait_for(|p| p.finished >= request.revision || p.failed >= request.revision)
                 .await
                 .map_err(|_| Status::unavailable("etcdserver: server stopped"))?;
+            if reached.finished < request.revision {
+                return Err(Status::internal(
+                    "keel: physical compaction failed; see the server log (it resumes on restart)",
+                ));
+            }
         }
         Ok(Response::new(CompactionResponse { header: Some(self.store.header(revision)) }))
     }
