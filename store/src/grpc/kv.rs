@@ -11,16 +11,12 @@ use etcd_client::proto::{
 use tonic::{Request, Response, Status};
 
 use super::generated::kv::k_v_server::KV as Kv;
-use super::{check_size, validate};
+use super::{check_size, unexpected, validate};
 use crate::apply::{self, Applied, Proposal};
 use crate::store::Store;
 
 pub struct KvService {
     pub store: Arc<Store>,
-}
-
-fn unexpected(applied: Applied) -> Status {
-    Status::internal(format!("keel: unexpected apply outcome {applied:?}"))
 }
 
 #[tonic::async_trait]

@@ -58,7 +58,7 @@ impl Lease for LeaseService {
                 ttl: ttl_seconds,
                 error: String::new(),
             })),
-            other => Err(Status::internal(format!("keel: unexpected apply outcome {other:?}"))),
+            other => Err(super::unexpected(other)),
         }
     }
 
@@ -71,7 +71,7 @@ impl Lease for LeaseService {
             Applied::LeaseRevoke { revision } => {
                 Ok(Response::new(LeaseRevokeResponse { header: Some(self.store.header(revision)) }))
             }
-            other => Err(Status::internal(format!("keel: unexpected apply outcome {other:?}"))),
+            other => Err(super::unexpected(other)),
         }
     }
 

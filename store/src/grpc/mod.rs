@@ -47,3 +47,8 @@ pub fn check_size(message: &impl prost::Message, max_request_bytes: usize) -> Re
     }
     Ok(())
 }
+
+/// The writer answered a proposal with another kind of outcome: a bug, reported as Internal.
+pub fn unexpected(applied: crate::apply::Applied) -> tonic::Status {
+    tonic::Status::internal(format!("keel: unexpected apply outcome {applied:?}"))
+}

@@ -70,6 +70,16 @@ pub fn version_key(key: &[u8], revision: Revision) -> Vec<u8> {
     out
 }
 
+/// The `kv` key to seek to for the newest version of `key` at or below `revision`.
+pub fn newest_at_key(key: &[u8], revision: i64) -> Vec<u8> {
+    version_key(key, Revision { main: revision, sub: i64::MAX })
+}
+
+/// The escaped user key part of a well-formed `kv` key (one this module built).
+pub fn escaped_part(version_key: &[u8]) -> &[u8] {
+    &version_key[..version_key.len().saturating_sub(REVISION_BYTES + 2)]
+}
+
 /// The first `kv` key at or after every version of keys >= `key`.
 pub fn seek_key(key: &[u8]) -> Vec<u8> {
     escape(key)

@@ -64,14 +64,13 @@ pub fn run(engine: &Engine, target: i64) -> Result<()> {
 }
 
 fn drop_unreachable_versions(engine: &Engine, key: &[u8], target: i64, batch: &mut WriteBatch) -> Result<()> {
-    let seek = codec::version_key(key, Revision { main: target, sub: i64::MAX });
-    let prefix_len = seek.len() - 18;
+    let seek = codec::newest_at_key(key, target);
     let mut iter = engine.db().raw_iterator_cf(engine.cf(CF_KV));
     iter.seek(&seek);
     let mut newest = true;
     while let (Some(raw_key), Some(raw_value)) = (iter.key(), iter.value()) {
         let (escaped, revision) = codec::split_version_key(raw_key)?;
-        if escaped != &seek[..prefix_len] {
+        if escaped != codec::escaped_part(&seek) {
             break;
         }
         let keep = newest && !(raw_value.first() == Some(&TAG_TOMBSTONE) && revision.main < target);

@@ -16,7 +16,7 @@ use rocksdb::{
 };
 
 use super::codec::{self, TAG_TOMBSTONE};
-use super::{KeyValue, Revision};
+use super::KeyValue;
 use crate::error::{Result, StoreError};
 
 pub const CF_KV: &str = "kv";
@@ -149,17 +149,27 @@ impl Engine {
 
     /// The newest record of `key` at or below `revision`, tombstones included.
     pub fn get_version_at(&self, key: &[u8], revision: i64) -> Result<Option<(u8, KeyValue)>> {
-        let seek = codec::version_key(key, Revision { main: revision, sub: i64::MAX });
+        self.with_newest_version(key, revision, |_, raw| Ok(codec::decode_record(raw, key.to_vec())?))
+    }
+
+    /// Calls `f(escaped key, raw record)` on the newest version of `key` at or below
+    /// `revision`, if there is one.
+    fn with_newest_version<T>(
+        &self,
+        key: &[u8],
+        revision: i64,
+        f: impl FnOnce(&[u8], &[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let seek = codec::newest_at_key(key, revision);
         let mut iter = self.db.raw_iterator_cf(self.cf(CF_KV));
         iter.seek(&seek);
         iter.status()?;
         let (Some(raw_key), Some(raw_value)) = (iter.key(), iter.value()) else { return Ok(None) };
         let (escaped, _) = codec::split_version_key(raw_key)?;
-        let prefix_len = seek.len() - 18;
-        if escaped != &seek[..prefix_len] {
+        if escaped != codec::escaped_part(&seek) {
             return Ok(None);
         }
-        Ok(Some(codec::decode_record(raw_value, key.to_vec())?))
+        f(escaped, raw_value).map(Some)
     }
 
     /// Visits, in key order, the version of every key in `[key, range_end)` visible at
@@ -173,16 +183,7 @@ impl Engine {
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<Visit>,
     ) -> Result<()> {
         if range_end.is_empty() {
-            let seek = codec::version_key(key, Revision { main: revision, sub: i64::MAX });
-            let mut iter = self.db.raw_iterator_cf(self.cf(CF_KV));
-            iter.seek(&seek);
-            iter.status()?;
-            if let (Some(raw_key), Some(raw_value)) = (iter.key(), iter.value()) {
-                let (escaped, _) = codec::split_version_key(raw_key)?;
-                if escaped == &seek[..seek.len() - 18] {
-                    visit(escaped, raw_value)?;
-                }
-            }
+            self.with_newest_version(key, revision, |escaped, raw| visit(escaped, raw))?;
             return Ok(());
         }
         let end = (range_end != b"\0").then(|| codec::escape(range_end));
