@@ -20,13 +20,17 @@ const fn unary(name: &'static str, route: &'static str, input: &'static str, out
 }
 
 fn service(name: &str, rpcs: &[Rpc]) -> Service {
-    let mut builder = Service::builder().name(name).package(PACKAGE);
+    service_in(PACKAGE, "etcd_client::proto", name, rpcs)
+}
+
+fn service_in(package: &str, types: &str, name: &str, rpcs: &[Rpc]) -> Service {
+    let mut builder = Service::builder().name(name).package(package);
     for rpc in rpcs {
         let mut method = Method::builder()
             .name(rpc.name)
             .route_name(rpc.route)
-            .input_type(format!("etcd_client::proto::{}", rpc.input))
-            .output_type(format!("etcd_client::proto::{}", rpc.output))
+            .input_type(format!("{types}::{}", rpc.input))
+            .output_type(format!("{types}::{}", rpc.output))
             .codec_path("tonic_prost::ProstCodec");
         if rpc.client_streaming {
             method = method.client_streaming();
@@ -133,4 +137,26 @@ fn main() {
         service("Maintenance", &maintenance),
         service("Auth", &auth),
     ]);
+    // Member-to-member calls: Raft's messages and Keel's forwarding (store/src/raft/wire.rs).
+    let peer = [
+        unary("append_entries", "AppendEntries", "RaftMessage", "RaftMessage"),
+        unary("vote", "Vote", "RaftMessage", "RaftMessage"),
+        unary("pre_vote", "PreVote", "RaftMessage", "RaftMessage"),
+        unary("transfer_leader", "TransferLeader", "RaftMessage", "RaftMessage"),
+        Rpc {
+            name: "install_snapshot",
+            route: "InstallSnapshot",
+            input: "SnapshotChunk",
+            output: "RaftMessage",
+            client_streaming: true,
+            server_streaming: false,
+        },
+        unary("forward", "Forward", "ForwardRequest", "ForwardReply"),
+        unary("read_index", "ReadIndex", "ReadIndexRequest", "ReadIndexReply"),
+        unary("lease_keep_alive", "LeaseKeepAlive", "LeaseRequest", "LeaseReply"),
+        unary("lease_time_to_live", "LeaseTimeToLive", "LeaseRequest", "LeaseReply"),
+        unary("member_change", "MemberChange", "MemberChangeRequest", "MemberChangeReply"),
+        unary("members", "Members", "MembersRequest", "MembersReply"),
+    ];
+    Builder::new().compile(&[service_in("keelpeer", "crate::raft::wire", "Peer", &peer)]);
 }

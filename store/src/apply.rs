@@ -29,7 +29,7 @@ use crate::mvcc::write::WriteTxn;
 use crate::mvcc::{ChangeSet, Engine, KeyValue};
 
 /// A write request, as it will travel through the Raft log.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Proposal {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),

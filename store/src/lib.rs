@@ -27,6 +27,7 @@ pub mod grpc;
 pub mod header;
 pub mod lease;
 pub mod mvcc;
+pub mod raft;
 pub mod server;
 pub mod snapshot;
 pub mod store;

@@ -15,10 +15,20 @@ pub fn to_status(error: StoreError) -> Status {
         | StoreError::InvalidSortOption
         | StoreError::RequestTooLarge => Code::InvalidArgument,
         StoreError::Compacted | StoreError::FutureRevision | StoreError::LeaseTtlTooLarge => Code::OutOfRange,
-        StoreError::LeaseNotFound => Code::NotFound,
-        StoreError::LeaseExists => Code::FailedPrecondition,
+        StoreError::LeaseNotFound | StoreError::MemberNotFound => Code::NotFound,
+        StoreError::LeaseExists
+        | StoreError::MemberExists
+        | StoreError::PeerUrlExists
+        | StoreError::NotLearner
+        | StoreError::LearnerNotReady
+        | StoreError::NotEnoughStartedMembers => Code::FailedPrecondition,
         StoreError::TooManyRequests => Code::ResourceExhausted,
-        StoreError::Stopped => Code::Unavailable,
+        StoreError::Stopped
+        | StoreError::NoLeader
+        | StoreError::LeaderChanged
+        | StoreError::Timeout
+        | StoreError::UnhealthyCluster => Code::Unavailable,
+        StoreError::Internal(_) => Code::Unknown,
         StoreError::Storage(_) | StoreError::Corrupt(_) => {
             tracing::error!(%error, "storage error while serving a request");
             Code::Internal
