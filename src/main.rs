@@ -15,7 +15,7 @@ enum Role {
     /// The store alone: an etcd-compatible server (etcd's flag names).
     Store(StoreCommand),
     /// Benchmarks against any list of etcd v3 endpoints (Keel or real etcd).
-    Bench(keel_chaos::bench::BenchArgs),
+    Bench(keel_chaos::bench::BenchCommand),
 }
 
 #[derive(clap::Args)]
@@ -51,7 +51,7 @@ fn main() -> Result<()> {
             let revision = keel_store::server::restore(&config, &snapshot)?;
             println!("restored {} into {} at revision {revision}", snapshot.display(), config.data_dir.display());
         }
-        Role::Bench(args) => runtime.block_on(keel_chaos::bench::run(args))?,
+        Role::Bench(cmd) => runtime.block_on(keel_chaos::bench::run_command(cmd))?,
     }
     Ok(())
 }

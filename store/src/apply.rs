@@ -19,7 +19,7 @@ use etcd_client::proto::{
     PbTargetUnion as TargetUnion, PbTxnOpRequest as OpRequest, PbTxnOpResponse as OpResponse,
     PbTxnRequest as TxnRequest, PbTxnResponse as TxnResponse,
 };
-use rocksdb::WriteOptions;
+use rocksdb::{WriteBatch, WriteOptions};
 
 use crate::error::{Result, StoreError};
 use crate::lease::Lessor;
@@ -102,6 +102,17 @@ impl Applier {
     }
 
     pub fn apply(&mut self, proposal: &Proposal) -> (Result<Applied>, SideEffects) {
+        self.apply_with(proposal, |_| {})
+    }
+
+    /// Like `apply`; if the request writes anything, `extra` adds its own records to the same
+    /// atomic batch. Raft's state machine records which request was applied last this way, so
+    /// after a crash the store and that record always agree.
+    pub fn apply_with(
+        &mut self,
+        proposal: &Proposal,
+        extra: impl FnOnce(&mut WriteBatch),
+    ) -> (Result<Applied>, SideEffects) {
         let mut effects = SideEffects::default();
         let mut txn = WriteTxn::new(&self.engine, self.revision);
         let outcome = match proposal {
@@ -118,8 +129,9 @@ impl Applier {
             Ok(applied) => applied,
             Err(error) => return (Err(error), SideEffects::default()),
         };
-        let (batch, changes) = txn.finish();
+        let (mut batch, changes) = txn.finish();
         if !batch.is_empty() {
+            extra(&mut batch);
             if let Err(error) = self.engine.db().write_opt(batch, &self.write_options) {
                 return (Err(error.into()), SideEffects::default());
             }

@@ -74,7 +74,9 @@ pub async fn auto_compact(store: Arc<Store>, retention: Duration) {
             samples.pop_front();
         }
         let Some(revision) = target else { continue };
-        if revision <= store.engine.compact_revision() {
+        // Only the leader compacts, as etcd's compactor runs on the leader: one proposal per
+        // period for the whole cluster.
+        if revision <= store.engine.compact_revision() || !store.node.is_leader() {
             continue;
         }
         match store.propose(Proposal::Compact { revision }).await {

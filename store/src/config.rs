@@ -65,6 +65,29 @@ pub struct StoreArgs {
     /// Auto compaction retention in hours of history (0 disables), as etcd's periodic mode.
     #[arg(long, default_value = "0")]
     pub auto_compaction_retention: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) a follower waits without hearing from the leader before it
+    /// campaigns. Keel's default is short so a failed leader is replaced fast; on slow or
+    /// distant machines raise it (and --heartbeat-interval) as for etcd.
+    #[arg(long, default_value_t = 300)]
+    pub election_timeout: u64,
+    /// Number of committed log entries between two snapshots (after which the log is trimmed).
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_count: u64,
+    /// Path to the peer server TLS certificate file (peers are then reached over https).
+    #[arg(long)]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file.
+    #[arg(long)]
+    pub peer_key_file: Option<PathBuf>,
+    /// Path to the peer TLS trusted CA file: peers must present certificates signed by it.
+    #[arg(long)]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Require client certificates from peers (implied by --peer-trusted-ca-file).
+    #[arg(long)]
+    pub peer_client_cert_auth: bool,
 }
 
 /// Parses `500ms`, `10s`, `10m`, `1h` (etcd's Go duration spelling for the forms we accept).
@@ -96,6 +119,22 @@ pub enum ConfigError {
     BadClusterState(String),
     #[error("invalid --auto-compaction-retention {0:?}: give hours as a number, or a duration like 30m")]
     BadRetention(String),
+    #[error("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file must be given together")]
+    HalfPeerTls,
+    #[error("invalid --initial-cluster {0:?}: expected name=peer-url,name=peer-url,...")]
+    BadInitialCluster(String),
+    #[error("--initial-cluster has no entry for this member's name {name:?} with its advertised peer URLs")]
+    NotInInitialCluster { name: String },
+    #[error("--election-timeout ({election_ms} ms) must be at least 5 times --heartbeat-interval ({heartbeat_ms} ms)")]
+    Timeouts { election_ms: u64, heartbeat_ms: u64 },
+}
+
+/// TLS material for the peer port: mutual TLS with the cluster CA.
+#[derive(Debug, Clone)]
+pub struct PeerTlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub trusted_ca_file: PathBuf,
 }
 
 /// One address to listen on, and whether it speaks TLS.
@@ -129,6 +168,13 @@ pub struct StoreConfig {
     pub progress_notify_interval: Duration,
     /// Keep this much history when auto-compacting; None disables auto compaction.
     pub auto_compaction_retention: Option<Duration>,
+    /// Every member of the initial cluster: name and peer URLs, in flag order.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// `--initial-cluster-state new`: bootstrap; `existing`: join a running cluster.
+    pub new_cluster: bool,
+    pub listen_peer: Vec<Listen>,
+    pub peer_tls: Option<PeerTlsFiles>,
+    pub raft: crate::raft::node::RaftSettings,
 }
 
 impl StoreArgs {
@@ -152,12 +198,51 @@ impl StoreArgs {
         let listen_client = split_urls(&self.listen_client_urls)
             .map(|url| parse_listen_url("listen-client-urls", url))
             .collect::<Result<Vec<_>, _>>()?;
+        let listen_peer = split_urls(&self.listen_peer_urls)
+            .map(|url| parse_listen_url("listen-peer-urls", url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let peer_urls: Vec<String> = split_urls(&self.initial_advertise_peer_urls).map(String::from).collect();
+        let initial_cluster = match &self.initial_cluster {
+            Some(text) => parse_initial_cluster(text)?,
+            None => vec![(self.name.clone(), peer_urls.clone())],
+        };
+        let mine = initial_cluster.iter().find(|(name, _)| *name == self.name);
+        let listed = mine.is_some_and(|(_, urls)| peer_urls.iter().all(|u| urls.contains(u)));
+        if !listed {
+            return Err(ConfigError::NotInInitialCluster { name: self.name });
+        }
+        let peer_tls = match (self.peer_cert_file, self.peer_key_file, self.peer_trusted_ca_file) {
+            (Some(cert_file), Some(key_file), Some(trusted_ca_file)) => {
+                Some(PeerTlsFiles { cert_file, key_file, trusted_ca_file })
+            }
+            (None, None, None) => None,
+            _ => return Err(ConfigError::HalfPeerTls),
+        };
+        if self.heartbeat_interval == 0 {
+            return Err(ConfigError::NotPositive("heartbeat-interval"));
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(ConfigError::Timeouts { election_ms: self.election_timeout, heartbeat_ms: self.heartbeat_interval });
+        }
+        if self.snapshot_count == 0 {
+            return Err(ConfigError::NotPositive("snapshot-count"));
+        }
+        let raft = crate::raft::node::RaftSettings {
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            snapshot_count: self.snapshot_count,
+        };
         Ok(StoreConfig {
+            initial_cluster,
+            new_cluster: self.initial_cluster_state == "new",
+            listen_peer,
+            peer_tls,
+            raft,
             name: self.name,
             data_dir: self.data_dir,
             listen_client,
             advertise_client_urls: split_urls(&self.advertise_client_urls).map(String::from).collect(),
-            peer_urls: split_urls(&self.initial_advertise_peer_urls).map(String::from).collect(),
+            peer_urls,
             cluster_token: self.initial_cluster_token,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
@@ -166,6 +251,25 @@ impl StoreArgs {
             auto_compaction_retention: parse_retention(&self.auto_compaction_retention)?,
         })
     }
+}
+
+/// `a=http://h:1,b=http://h:2,a=http://h:3` → [(a, [h:1, h:3]), (b, [h:2])] in first-seen order.
+fn parse_initial_cluster(text: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let mut members: Vec<(String, Vec<String>)> = Vec::new();
+    for entry in split_urls(text) {
+        let (name, url) = entry.split_once('=').ok_or_else(|| ConfigError::BadInitialCluster(text.to_string()))?;
+        if name.is_empty() || !url.contains("://") {
+            return Err(ConfigError::BadInitialCluster(text.to_string()));
+        }
+        match members.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => members.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    if members.is_empty() {
+        return Err(ConfigError::BadInitialCluster(text.to_string()));
+    }
+    Ok(members)
 }
 
 fn split_urls(list: &str) -> impl Iterator<Item = &str> {

@@ -59,12 +59,21 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// IDs derived like etcd's: from the member's peer URLs and the cluster token.
-    pub fn derive(name: &str, peer_urls: &[String], cluster_token: &str) -> Identity {
+    /// A bootstrapping member's identity, derived like etcd's: member IDs from peer URLs and
+    /// the cluster token, the cluster ID from every initial member's ID.
+    pub fn derive(name: &str, peer_urls: &[String], cluster_token: &str, initial_members: &[Vec<String>]) -> Identity {
+        let member_id = member_id_for(peer_urls, cluster_token);
+        let mut ids: Vec<u64> = initial_members.iter().map(|urls| member_id_for(urls, cluster_token)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Identity::joined(name, peer_urls, cluster_token, member_id, cluster_id_for(&ids, cluster_token))
+    }
+
+    /// The identity of a member with given IDs (a member joining a running cluster learns
+    /// them from its peers).
+    pub fn joined(name: &str, peer_urls: &[String], cluster_token: &str, member_id: u64, cluster_id: u64) -> Identity {
         let mut sorted = peer_urls.to_vec();
         sorted.sort();
-        let member_id = hash_u64(&[sorted.join(",").as_bytes(), cluster_token.as_bytes()]);
-        let cluster_id = hash_u64(&[&member_id.to_be_bytes(), cluster_token.as_bytes()]);
         Identity {
             format: FORMAT,
             cluster_id,
@@ -74,6 +83,28 @@ impl Identity {
             peer_urls: sorted,
         }
     }
+}
+
+/// A bootstrapping member's ID: from its peer URLs and the cluster token.
+pub fn member_id_for(peer_urls: &[String], cluster_token: &str) -> u64 {
+    let mut sorted = peer_urls.to_vec();
+    sorted.sort();
+    hash_u64(&[sorted.join(",").as_bytes(), cluster_token.as_bytes()])
+}
+
+/// The cluster ID from the initial members' IDs (sorted) and the token. A single-member
+/// cluster gets the ID earlier Keel versions derived.
+pub fn cluster_id_for(sorted_member_ids: &[u64], cluster_token: &str) -> u64 {
+    let ids: Vec<u8> = sorted_member_ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+    hash_u64(&[&ids, cluster_token.as_bytes()])
+}
+
+/// The identity stored in `path`, if it is a Keel data directory.
+pub fn stored_identity(path: &Path) -> Result<Option<Identity>, DataDirError> {
+    if !path.join(IDENTITY_FILE).exists() {
+        return Ok(None);
+    }
+    read_identity(path).map(Some)
 }
 
 fn hash_u64(parts: &[&[u8]]) -> u64 {
@@ -168,7 +199,8 @@ mod tests {
     use super::*;
 
     fn identity(token: &str) -> Identity {
-        Identity::derive("default", &["http://127.0.0.1:2380".to_string()], token)
+        let urls = vec!["http://127.0.0.1:2380".to_string()];
+        Identity::derive("default", &urls, token, &[urls.clone()])
     }
 
     #[test]

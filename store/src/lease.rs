@@ -12,6 +12,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, StoreError};
+use crate::mvcc::Engine;
+use crate::mvcc::codec::CorruptRecord;
+use crate::mvcc::engine::CF_LEASE;
 
 /// etcd's MaxLeaseTTL.
 pub const MAX_LEASE_TTL_SECONDS: i64 = 9_000_000_000;
@@ -81,6 +84,29 @@ impl Lessor {
     /// Applied revoke.
     pub fn apply_revoke(&self, id: i64) {
         self.lock().leases.remove(&id);
+    }
+
+    /// Replaces the table with the leases stored in `engine` (after a Raft snapshot replaced
+    /// the store, or at start). Leases that stay keep their deadline; new ones get a full TTL if
+    /// this lessor is primary; primary or not stays as it was.
+    pub fn reload(&self, engine: &Engine) -> Result<()> {
+        let stored = stored_leases(engine)?;
+        let mut state = self.lock();
+        let primary = state.primary;
+        let mut old = std::mem::take(&mut state.leases);
+        let now = Instant::now();
+        for (id, ttl_seconds) in stored {
+            let entry = match old.remove(&id) {
+                Some(entry) if entry.ttl_seconds == ttl_seconds => entry,
+                _ => LeaseEntry {
+                    ttl_seconds,
+                    deadline: primary.then(|| now + Duration::from_secs(ttl_seconds.max(0) as u64)),
+                    reported_at: None,
+                },
+            };
+            state.leases.insert(id, entry);
+        }
+        Ok(())
     }
 
     /// Keep-alive: resets the deadline and returns the TTL, or `LeaseNotFound` for an unknown
@@ -164,6 +190,19 @@ impl Lessor {
         }
         expired
     }
+}
+
+/// Every lease in the `lease` keyspace: (ID, granted TTL).
+pub fn stored_leases(engine: &Engine) -> Result<Vec<(i64, i64)>> {
+    let corrupt = || CorruptRecord { space: "lease", what: "entry is not two 8-byte integers" };
+    let mut leases = Vec::new();
+    for entry in engine.iter_cf(CF_LEASE) {
+        let (key, value) = entry?;
+        let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| corrupt())?);
+        let ttl = i64::from_be_bytes(value.as_ref().try_into().map_err(|_| corrupt())?);
+        leases.push((id, ttl));
+    }
+    Ok(leases)
 }
 
 #[cfg(test)]

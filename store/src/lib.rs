@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`mvcc`]: the MVCC engine on RocksDB: revisions, ranges, writes, history, compaction.
 //! - [`apply`]: the deterministic state machine: one write request → one revision.
-//! - [`writer`]: the single-member write path: group commit (one WAL sync per group).
+//! - [`raft`]: replication with openraft: log store, state machine, peers, forwarding, reads.
 //! - [`lease`]: the lease table and the one component that decides expiry (promote/demote).
 //! - [`watch`]: the watch hub: live delivery, catch-up from history, bounded buffers.
 //! - [`grpc`]: the etcd v3 gRPC services, request checks and etcd's error texts.
@@ -12,11 +12,15 @@
 //! - [`snapshot`]: snapshots in etcd's framing; [`compactor`]: compaction scheduling.
 //!
 //! # Invariants
-//! - An acknowledged write is in a synced WAL before its response is sent.
+//! - An acknowledged write is in the Raft log (fsynced) of a quorum and applied on the member
+//!   that answers, before its response is sent.
 //! - Readers see only the committed revision; MVCC hides everything above it.
 //! - Every write request is one revision; a request that changes nothing is no revision.
 //! - Watch events reach each watcher in revision order, each exactly once, with no gap.
-//! - Only the primary lessor expires leases, and only through the write path.
+//! - Only the leader's lessor expires leases, and only through the log; a new leader extends
+//!   every lease by its TTL first.
+//! - Linearizable reads wait for the leader's confirmed commit index (read index); a deposed
+//!   leader cannot confirm one.
 
 pub mod apply;
 pub mod compactor;
@@ -32,4 +36,3 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod watch;
-pub mod writer;

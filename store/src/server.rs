@@ -1,17 +1,20 @@
-//! Starting a store member: check the data directory, open the engine, start the writer,
-//! watch hub, lease expiry and compaction, and serve the etcd v3 API until SIGINT/SIGTERM.
+//! Starting a store member: check the data directory, open the engine, start Raft (log store,
+//! state machine, peers), the watch hub, lease expiry and compaction, and serve the etcd v3 API
+//! and the peer API until SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::Request;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 
-use crate::apply::{Applier, Proposal};
+use crate::apply::Proposal;
 use crate::config::{Listen, StoreConfig, TlsFiles};
-use crate::datadir::{self, DataDirError, Identity};
+use crate::datadir::{self, DataDirError};
 use crate::error::StoreError;
 use crate::grpc::GRPC_OVERHEAD_BYTES;
 use crate::grpc::auth::AuthService;
@@ -27,13 +30,28 @@ use crate::grpc::watch::WatchService;
 use crate::header::HeaderSource;
 use crate::lease::Lessor;
 use crate::mvcc::Engine;
-use crate::mvcc::engine::CF_LEASE;
 use crate::store::{Limits, MemberInfo, Store};
+use crate::raft::bootstrap::{self, BootstrapError};
+use crate::raft::generated::peer_server::PeerServer;
+use crate::raft::leadership;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::node::RaftNode;
+use crate::raft::peer_service::PeerService;
+use crate::raft::proposer::Proposer;
+use crate::raft::read_index::ReadBarrier;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::transport::{PeerTls, Peers};
+use crate::raft::types::Raft;
 use crate::watch::WatchHub;
-use crate::{compactor, writer};
+use crate::compactor;
 
-/// A single member runs at term 2, as a fresh single-member etcd does.
-const SINGLE_MEMBER_TERM: u64 = 2;
+/// Largest peer message (a batch of log entries or a snapshot chunk) a member accepts.
+const PEER_MAX_MESSAGE_BYTES: usize = 64 << 20;
+fn load_peer_tls(files: &crate::config::PeerTlsFiles) -> Result<PeerTls, ServeError> {
+    PeerTls::load(&files.cert_file, &files.key_file, &files.trusted_ca_file).map_err(|e| ServeError::PeerTls(e.to_string()))
+}
+
 /// etcd's minimum lease TTL with its default 1 s election timeout.
 const MIN_LEASE_TTL_SECONDS: i64 = 2;
 /// How often the primary lessor looks for expired leases.
@@ -61,31 +79,66 @@ pub enum ServeError {
     Thread(std::io::Error),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error("peer TLS: {0}")]
+    PeerTls(String),
+    #[error("raft: {0}")]
+    Raft(String),
 }
 
-/// Opens the store described by `config` (without serving it).
-pub fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
-    let wanted = Identity::derive(&config.name, &config.peer_urls, &config.cluster_token);
+/// Opens the store described by `config` and starts its Raft member (without serving the
+/// client API).
+pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
+    let peer_tls = match &config.peer_tls {
+        Some(files) => Some(load_peer_tls(files)?),
+        None => None,
+    };
+    let peers = Peers::new(peer_tls.clone());
+    let wanted = bootstrap::identity(config, &peers).await?;
     let (identity, db_path) = datadir::prepare(&config.data_dir, &wanted)?;
     let engine = Arc::new(Engine::open(&db_path).map_err(|source| match &source {
         StoreError::Storage(e) if e.to_string().contains("lock") => ServeError::InUse { path: config.data_dir.clone() },
         _ => ServeError::Open { path: db_path.clone(), source },
     })?);
-    let lessor = Arc::new(Lessor::new(MIN_LEASE_TTL_SECONDS));
-    load_leases(&engine, &lessor)?;
-    let header = Arc::new(HeaderSource::new(identity.cluster_id, identity.member_id, SINGLE_MEMBER_TERM));
+    let lessor = Arc::new(Lessor::new(min_lease_ttl_seconds(&config.raft)));
+    let header = Arc::new(HeaderSource::new(identity.cluster_id, identity.member_id, 0));
     let hub = WatchHub::new(engine.clone(), header.clone(), config.progress_notify_interval);
-    hub.start().map_err(ServeError::Thread)?;
     let (compactions, physically_compacted) = compactor::start(engine.clone()).map_err(ServeError::Thread)?;
-    let applier = Applier::new(engine.clone(), lessor.clone());
-    let proposer = writer::start(engine.clone(), applier, hub.clone(), compactions).map_err(ServeError::Thread)?;
-    // A single member is always the leader: it decides lease expiry from the start.
-    lessor.promote(Duration::ZERO);
+    let log_store = LogStore::new(engine.clone()).map_err(|e| ServeError::Raft(e.to_string()))?;
+    let state_machine =
+        StateMachine::open(engine.clone(), lessor.clone(), hub.clone(), compactions, config.data_dir.join("snap"))
+            .map_err(|e| ServeError::Raft(e.to_string()))?;
+    hub.start().map_err(ServeError::Thread)?;
+    let network = Network::new(identity.cluster_id, peers.clone());
+    let raft_config = Arc::new(config.raft.openraft_config().map_err(BootstrapError::from)?);
+    let raft = Raft::new(identity.member_id, raft_config, network, log_store, state_machine)
+        .await
+        .map_err(|e| ServeError::Raft(e.to_string()))?;
+    if config.new_cluster && !raft.is_initialized().await.map_err(|e| ServeError::Raft(e.to_string()))? {
+        let members = bootstrap::initial_members(config);
+        if let Err(error) = raft.initialize(members).await {
+            // Another member initialized first and already replicated to us: fine.
+            tracing::info!(%error, "cluster already initialized");
+        }
+    }
+    let node = RaftNode::new(raft, identity.cluster_id, identity.member_id, peers, config.raft.clone());
+    leadership::spawn(node.clone(), lessor.clone(), header.clone());
+    leadership::publish_attributes(
+        node.clone(),
+        engine.clone(),
+        config.name.clone(),
+        config.advertise_client_urls.clone(),
+    );
+    let proposer = Proposer::start(node.clone());
+    let reads = ReadBarrier::start(node.clone());
     Ok(Arc::new(Store {
         engine,
         lessor,
         hub,
         proposer,
+        reads,
+        node,
         header,
         member: MemberInfo {
             id: identity.member_id,
@@ -98,25 +151,30 @@ pub fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
     }))
 }
 
-fn load_leases(engine: &Engine, lessor: &Lessor) -> Result<(), StoreError> {
-    for entry in engine.iter_cf(CF_LEASE) {
-        let (key, value) = entry?;
-        let corrupt = || {
-            StoreError::Corrupt(crate::mvcc::codec::CorruptRecord {
-                space: "lease",
-                what: "entry is not two 8-byte integers",
-            })
-        };
-        let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| corrupt())?);
-        let ttl = i64::from_be_bytes(value.as_ref().try_into().map_err(|_| corrupt())?);
-        lessor.apply_grant(id, ttl);
-    }
-    Ok(())
+
+/// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds (at least 2 s,
+/// etcd's value with its default 1 s election timeout).
+fn min_lease_ttl_seconds(settings: &crate::raft::node::RaftSettings) -> i64 {
+    let millis = settings.election_timeout.as_millis() as i64 * 3 / 2;
+    ((millis + 999) / 1000).max(MIN_LEASE_TTL_SECONDS)
 }
 
 /// Runs a store member until SIGINT or SIGTERM.
 pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
-    let store = open(&config)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Peers must reach this member before it can take part in elections or be asked for its
+    // membership, so the peer port listens before Raft starts.
+    let mut peer_listeners = Vec::new();
+    for listen in &config.listen_peer {
+        let listener =
+            TcpListener::bind(listen.addr).await.map_err(|source| ServeError::Listen { addr: listen.addr, source })?;
+        peer_listeners.push(listener);
+    }
+    let store = open(&config).await?;
+    let mut servers = Vec::new();
+    for listener in peer_listeners {
+        servers.push(tokio::spawn(serve_peers(store.clone(), &config, listener, stop_rx.clone())?));
+    }
     tokio::spawn(expire_leases(store.clone()));
     if let Some(retention) = config.auto_compaction_retention {
         tokio::spawn(compactor::auto_compact(store.clone(), retention));
@@ -125,8 +183,6 @@ pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
         Some(files) => Some(tls_config(files)?),
         None => None,
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut servers = Vec::new();
     for listen in &config.listen_client {
         let listener =
             TcpListener::bind(listen.addr).await.map_err(|source| ServeError::Listen { addr: listen.addr, source })?;
@@ -146,7 +202,42 @@ pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
     for server in servers {
         let _ = server.await;
     }
+    if let Err(error) = store.node.raft.shutdown().await {
+        tracing::warn!(%error, "Raft did not shut down cleanly");
+    }
     Ok(())
+}
+
+/// Serves the peer port: Raft's messages and calls other members forward here.
+fn serve_peers(
+    store: Arc<Store>,
+    config: &StoreConfig,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = ()> + use<>, ServeError> {
+    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
+    if let Some(files) = &config.peer_tls {
+        let tls = load_peer_tls(files)?;
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let service = PeerService {
+        node: store.node.clone(),
+        lessor: store.lessor.clone(),
+        incoming_dir: config.data_dir.join("snap-incoming"),
+    };
+    let router = builder.add_service(
+        PeerServer::new(service).max_decoding_message_size(PEER_MAX_MESSAGE_BYTES).max_encoding_message_size(PEER_MAX_MESSAGE_BYTES),
+    );
+    let addr = listener.local_addr().ok();
+    Ok(async move {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+            tracing::error!(%error, ?addr, "peer gRPC server failed");
+        }
+    })
 }
 
 fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, ServeError> {
@@ -174,16 +265,18 @@ fn serve(
         builder = builder.tls_config(tls)?;
     }
     let scratch_dir = config.data_dir.clone();
+    let leader = require_leader(store.node.clone());
     let router = builder
-        .add_service(KvServer::new(KvService { store: store.clone() }).max_decoding_message_size(max_decode))
-        .add_service(WatchServer::new(WatchService { store: store.clone() }).max_decoding_message_size(max_decode))
-        .add_service(LeaseServer::new(LeaseService { store: store.clone() }).max_decoding_message_size(max_decode))
-        .add_service(ClusterServer::new(ClusterService { store: store.clone() }).max_decoding_message_size(max_decode))
-        .add_service(
+        .add_service(intercept(KvServer::new(KvService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
+        .add_service(intercept(WatchServer::new(WatchService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
+        .add_service(intercept(LeaseServer::new(LeaseService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
+        .add_service(intercept(ClusterServer::new(ClusterService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
+        .add_service(intercept(
             MaintenanceServer::new(MaintenanceService { store: store.clone(), scratch_dir })
                 .max_decoding_message_size(max_decode),
-        )
-        .add_service(AuthServer::new(AuthService { store }).max_decoding_message_size(max_decode));
+            &leader,
+        ))
+        .add_service(intercept(AuthServer::new(AuthService { store }).max_decoding_message_size(max_decode), &leader));
     Ok(async move {
         // Small request/response exchanges must not wait for Nagle's algorithm.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -194,6 +287,25 @@ fn serve(
             tracing::error!(%error, addr = %listen.addr, "gRPC server failed");
         }
     })
+}
+
+type LeaderCheck = Arc<dyn Fn(Request<()>) -> Result<Request<()>, tonic::Status> + Send + Sync>;
+
+/// etcd clients that set `hasleader: true` (etcdctl, `with_require_leader`) get etcd's "no
+/// leader" error instead of waiting while the cluster has no leader.
+fn require_leader(node: Arc<RaftNode>) -> LeaderCheck {
+    Arc::new(move |request: Request<()>| {
+        let required = request.metadata().get("hasleader").is_some_and(|v| v.as_bytes() == b"true");
+        if required && node.leader().is_none() {
+            return Err(tonic::Status::unavailable("etcdserver: no leader"));
+        }
+        Ok(request)
+    })
+}
+
+fn intercept<S>(service: S, check: &LeaderCheck) -> InterceptedService<S, impl tonic::service::Interceptor + Clone + use<S>> {
+    let check = check.clone();
+    InterceptedService::new(service, move |request: Request<()>| check(request))
 }
 
 /// The primary lessor's expiry loop: expired leases are revoked through the write path, so
@@ -242,7 +354,7 @@ pub enum RestoreError {
 /// Creates the data directory described by `config` from a snapshot file written by
 /// `etcdctl snapshot save` against Keel. Returns the restored revision.
 pub fn restore(config: &StoreConfig, snapshot: &std::path::Path) -> Result<i64, RestoreError> {
-    let wanted = Identity::derive(&config.name, &config.peer_urls, &config.cluster_token);
+    let wanted = bootstrap::derive(config);
     let (_, db_path) = datadir::prepare(&config.data_dir, &wanted).map_err(ServeError::from)?;
     let engine = Engine::open(&db_path).map_err(|source| ServeError::Open { path: db_path.clone(), source })?;
     let existing = engine.iter_cf(crate::mvcc::engine::CF_REV).next().is_some();

@@ -13,8 +13,10 @@ use crate::header::HeaderSource;
 use crate::lease::Lessor;
 use crate::mvcc::Engine;
 use crate::mvcc::write::WriteTxn;
+use crate::raft::node::RaftNode;
+use crate::raft::proposer::Proposer;
+use crate::raft::read_index::ReadBarrier;
 use crate::watch::WatchHub;
-use crate::writer::Proposer;
 
 /// Request limits, with etcd's defaults.
 #[derive(Clone, Copy, Debug)]
@@ -36,7 +38,11 @@ pub struct Store {
     pub engine: Arc<Engine>,
     pub lessor: Arc<Lessor>,
     pub hub: Arc<WatchHub>,
+    /// Write requests go through Raft: batched, and forwarded to the leader when needed.
     pub proposer: Proposer,
+    /// Linearizable reads wait here until this member has applied what the leader committed.
+    pub reads: ReadBarrier,
+    pub node: Arc<RaftNode>,
     pub header: Arc<HeaderSource>,
     pub member: MemberInfo,
     pub limits: Limits,
@@ -58,9 +64,25 @@ impl Store {
         self.proposer.propose(proposal).await
     }
 
-    /// A Range outside a txn. On a single member every read is linearizable: the committed
-    /// revision only moves after the WAL sync.
-    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
+    /// A lease call the leader answers (forwarded when this member does not lead).
+    pub async fn lease_call(
+        &self,
+        call: crate::raft::lease_calls::LeaseCall,
+        id: i64,
+    ) -> Result<Option<crate::lease::LeaseTtl>> {
+        crate::raft::lease_calls::call(&self.node, &self.lessor, call, id).await
+    }
+
+    /// A Range outside a txn: linearizable unless the request asks for a serializable read,
+    /// which this member answers from what it has applied.
+    pub async fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
+        if !request.serializable {
+            self.reads.wait().await?;
+        }
+        self.range_local(request)
+    }
+
+    fn range_local(&self, request: &RangeRequest) -> Result<RangeResponse> {
         let current = self.current_revision();
         let revision = self.engine.check_read_revision(request.revision, current)?;
         let outcome = apply::range_at(&self.engine, request, revision)?;
@@ -76,8 +98,10 @@ impl Store {
         })
     }
 
-    /// A txn that cannot write: evaluated on the committed state without the writer.
-    pub fn read_only_txn(&self, request: &TxnRequest) -> Result<TxnResponse> {
+    /// A txn that cannot write: evaluated on the applied state after a linearizable barrier,
+    /// without a log entry.
+    pub async fn read_only_txn(&self, request: &TxnRequest) -> Result<TxnResponse> {
+        self.reads.wait().await?;
         let mut view = WriteTxn::new(&self.engine, self.current_revision());
         let mut response = apply::run_txn(&mut view, &self.lessor, request)?;
         self.header.fill(&mut response.header);

@@ -6,6 +6,8 @@
 //! that a test encodes etcd's behaviour and not our own.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -61,6 +63,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     port: u16,
+    peer_port: u16,
     extra_args: Vec<String>,
     /// Flags passed to both Keel and etcd (see `Server::start_with_flags`).
     shared_args: Vec<String>,
@@ -82,6 +85,7 @@ impl Server {
             data_dir: dir.join("data"),
             log_path: dir.join(format!("server-{port}.log")),
             port,
+            peer_port: free_port(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             shared_args: Vec::new(),
         };
@@ -100,15 +104,14 @@ impl Server {
                 c.arg("store");
                 c
             }
-            Target::Etcd => {
-                let mut c = Command::new(require_program("etcd"));
-                let peer = free_port();
-                c.arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                    .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-                    .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"));
-                c
-            }
+            Target::Etcd => Command::new(require_program("etcd")),
         };
+        // Both listen on a peer port, as a real member does (kept across restarts: the member's
+        // identity derives from it).
+        let peer = self.peer_port;
+        cmd.arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"));
         cmd.arg("--name=default")
             .arg(format!("--data-dir={}", self.data_dir.display()))
             .arg(format!("--listen-client-urls={url}"))
@@ -232,6 +235,7 @@ impl Server {
             data_dir: dir.join("data"),
             log_path: dir.join(format!("server-{port}.log")),
             port,
+            peer_port: free_port(),
             extra_args: Vec::new(),
             shared_args: flags.iter().map(|s| s.to_string()).collect(),
         };

@@ -25,7 +25,7 @@ impl Kv for KvService {
         let request = request.into_inner();
         check_size(&request, self.store.limits.max_request_bytes)?;
         validate::range(&request)?;
-        Ok(Response::new(self.store.range(&request)?))
+        Ok(Response::new(self.store.range(&request).await?))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
@@ -62,7 +62,7 @@ impl Kv for KvService {
         check_size(&request, self.store.limits.max_request_bytes)?;
         validate::txn(&request, self.store.limits.max_txn_ops)?;
         if !apply::is_write(&request) {
-            return Ok(Response::new(self.store.read_only_txn(&request)?));
+            return Ok(Response::new(self.store.read_only_txn(&request).await?));
         }
         match self.store.propose(Proposal::Txn(request)).await? {
             Applied::Txn(mut response) => {

@@ -1,5 +1,5 @@
-//! etcdserverpb.Lease: grant and revoke go through the write path; keep-alive, time-to-live
-//! and list are answered by the lessor.
+//! etcdserverpb.Lease: grant and revoke go through the write path; keep-alive and time-to-live
+//! are answered by the leader's lessor (forwarded from followers); list by the local table.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::generated::lease::lease_server::Lease;
 use crate::apply::{self, Applied, Proposal};
-use crate::error::StoreError;
+use crate::raft::lease_calls::LeaseCall;
 use crate::store::Store;
 
 /// Keep-alive responses buffered per stream; a client that stops reading stops being served.
@@ -84,9 +84,9 @@ impl Lease for LeaseService {
         let store = self.store.clone();
         tokio::spawn(async move {
             while let Ok(Some(request)) = inbound.message().await {
-                let ttl = match store.lessor.renew(request.id) {
-                    Ok(ttl) => ttl,
-                    Err(StoreError::LeaseNotFound) => 0,
+                let ttl = match store.lease_call(LeaseCall::KeepAlive, request.id).await {
+                    Ok(Some(ttl)) => ttl.remaining_seconds,
+                    Ok(None) => 0,
                     Err(error) => {
                         let _ = tx.send(Err(Status::from(error))).await;
                         return;
@@ -111,7 +111,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let request = request.into_inner();
         let header = Some(self.store.header(self.store.current_revision()));
-        let Some(ttl) = self.store.lessor.time_to_live(request.id) else {
+        let Some(ttl) = self.store.lease_call(LeaseCall::TimeToLive, request.id).await? else {
             return Ok(Response::new(LeaseTimeToLiveResponse {
                 header,
                 id: request.id,

@@ -70,17 +70,19 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let store = &self.store;
         let revision = store.current_revision();
+        let raft = store.node.status();
+        let errors = if raft.leader.is_none() { vec!["etcdserver: no leader".to_string()] } else { Vec::new() };
         Ok(Response::new(StatusResponse {
             header: Some(store.header(revision)),
             version: ETCD_API_VERSION.to_string(),
             db_size: store.engine.size_bytes() as i64,
-            leader: store.member.id,
-            raft_index: revision as u64,
-            raft_term: store.header.term(),
-            raft_applied_index: revision as u64,
-            errors: Vec::new(),
+            leader: raft.leader.unwrap_or(0),
+            raft_index: raft.last_log_index,
+            raft_term: raft.term,
+            raft_applied_index: raft.applied_index,
+            errors,
             db_size_in_use: store.engine.live_size_bytes() as i64,
-            is_learner: false,
+            is_learner: raft.is_learner,
             ..Default::default()
         }))
     }
@@ -133,8 +135,29 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn move_leader(&self, _: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("keel: this store runs a single member; there is no other leader to move to"))
+    /// Hands leadership to another voter (etcd: only the leader accepts this).
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        let node = &self.store.node;
+        if !node.is_leader() {
+            return Err(Status::failed_precondition("etcdserver: not leader"));
+        }
+        let transferee = node.members().into_iter().any(|m| m.id == target && !m.is_learner);
+        if !transferee {
+            return Err(Status::failed_precondition("etcdserver: bad leader transferee"));
+        }
+        if target != node.member_id {
+            node.raft
+                .trigger()
+                .transfer_leader(target)
+                .await
+                .map_err(|e| Status::internal(format!("keel: leader transfer failed: {e}")))?;
+            let deadline = tokio::time::Instant::now() + crate::raft::proposer::REQUEST_TIMEOUT;
+            if node.wait_for_new_leader(Some(node.member_id), deadline).await != Some(target) {
+                return Err(Status::unavailable("etcdserver: request timed out, leader transfer took too long"));
+            }
+        }
+        Ok(Response::new(MoveLeaderResponse { header: Some(self.store.header(self.store.current_revision())) }))
     }
 }
 

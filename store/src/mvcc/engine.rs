@@ -6,17 +6,21 @@
 //! above that revision invisible to them. That is how a write can sit in RocksDB before it is
 //! durable without any reader seeing it: readers use the `committed` revision, which moves
 //! only after the WAL is synced.
+//!
+//! With Raft the same RocksDB also holds the Raft log and vote (`raft_log`, `raft_state`), so
+//! one WAL sync makes log entries and applied state durable together. Those two keyspaces are
+//! not state-machine data: snapshots and sizes cover only [`STATE_MACHINE_CFS`].
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
 };
 
-use super::codec::{self, TAG_TOMBSTONE};
 use super::KeyValue;
+use super::codec::{self, TAG_TOMBSTONE};
 use crate::error::{Result, StoreError};
 
 pub const CF_KV: &str = "kv";
@@ -24,12 +28,23 @@ pub const CF_REV: &str = "rev";
 pub const CF_LEASE: &str = "lease";
 pub const CF_LEASE_KEYS: &str = "lease_keys";
 pub const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 5] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
+/// The Raft log: big-endian u64 index → encoded entry (`raft::log_store`).
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Raft bookkeeping outside the state machine: vote, committed and purged log ids.
+pub const CF_RAFT_STATE: &str = "raft_state";
+/// The state machine's keyspaces, in snapshot order: what a snapshot dumps and an install
+/// replaces.
+pub const STATE_MACHINE_CFS: [&str; 5] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
+/// Every keyspace opened.
+const ALL_CFS: [&str; 7] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META, CF_RAFT_LOG, CF_RAFT_STATE];
 
 /// `meta` keys.
 pub const META_COMPACT_REVISION: &[u8] = b"compact_revision";
 /// The compaction whose physical part has not finished yet (resumed on restart).
 pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduled_compact_revision";
+/// Prefix of the `meta` keys Raft's state machine keeps (applied marker, membership, published
+/// members): they travel in Raft snapshots, and `keel store restore` strips them.
+pub const META_RAFT_PREFIX: &[u8] = b"raft/";
 
 /// After this many `next()` calls over old versions of one key, seek past them instead.
 const NEXT_BEFORE_SEEK: usize = 4;
@@ -46,6 +61,9 @@ pub struct Engine {
     committed: AtomicI64,
     /// Reads below this revision fail with `Compacted`.
     compacted: AtomicI64,
+    /// Odd while a Raft snapshot replaces the state machine's data; bumped at start and end.
+    /// Readers that read outside the revision rules (watch catch-up) compare it around a read.
+    data_epoch: AtomicU64,
 }
 
 impl Engine {
@@ -63,7 +81,7 @@ impl Engine {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
         table.set_cache_index_and_filter_blocks(true);
-        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
+        let descriptors = ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_block_based_table_factory(&table);
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -71,12 +89,38 @@ impl Engine {
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = DB::open_cf_descriptors(&db_options, path, descriptors)?;
-        let engine = Engine { db: Arc::new(db), committed: AtomicI64::new(1), compacted: AtomicI64::new(0) };
-        let last = engine.last_revision()?;
-        engine.committed.store(last, Ordering::SeqCst);
-        let compacted = engine.meta_i64(META_COMPACT_REVISION)?.unwrap_or(0);
-        engine.compacted.store(compacted, Ordering::SeqCst);
+        let engine = Engine {
+            db: Arc::new(db),
+            committed: AtomicI64::new(1),
+            compacted: AtomicI64::new(0),
+            data_epoch: AtomicU64::new(0),
+        };
+        engine.reload_revisions()?;
         Ok(engine)
+    }
+
+    /// Re-reads the committed and compact revisions from disk: at open, and after a Raft
+    /// snapshot replaced the data (the revisions may jump).
+    pub fn reload_revisions(&self) -> Result<()> {
+        let last = self.last_revision()?;
+        let compacted = self.meta_i64(META_COMPACT_REVISION)?.unwrap_or(0);
+        self.committed.store(last, Ordering::SeqCst);
+        self.compacted.store(compacted, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Marks the start (`true`) or end (`false`) of replacing the state machine's data.
+    pub(crate) fn set_replacing(&self, replacing: bool) {
+        let odd = self.data_epoch.load(Ordering::Acquire) % 2 == 1;
+        if odd != replacing {
+            self.data_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Changes whenever a snapshot install starts or ends; odd while one runs. A reader that
+    /// sees the same even value before and after its read read consistent data.
+    pub fn data_epoch(&self) -> u64 {
+        self.data_epoch.load(Ordering::Acquire)
     }
 
     pub fn db(&self) -> &DB {
@@ -246,7 +290,7 @@ impl Engine {
     pub fn size_bytes(&self) -> u64 {
         let property =
             |cf: &ColumnFamily, name: &str| self.db.property_int_value_cf(cf, name).ok().flatten().unwrap_or(0);
-        COLUMN_FAMILIES
+        STATE_MACHINE_CFS
             .iter()
             .map(|name| {
                 let cf = self.cf(name);
@@ -260,7 +304,7 @@ impl Engine {
     pub fn live_size_bytes(&self) -> u64 {
         let property =
             |cf: &ColumnFamily, name: &str| self.db.property_int_value_cf(cf, name).ok().flatten().unwrap_or(0);
-        let live: u64 = COLUMN_FAMILIES
+        let live: u64 = STATE_MACHINE_CFS
             .iter()
             .map(|name| {
                 let cf = self.cf(name);
@@ -273,7 +317,7 @@ impl Engine {
     /// Rewrites every keyspace to drop deleted data: etcd's defragment.
     pub fn defragment(&self) -> Result<()> {
         self.db.flush()?;
-        for name in COLUMN_FAMILIES {
+        for name in STATE_MACHINE_CFS {
             self.db.compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())

@@ -5,13 +5,29 @@
 //! - [`log_store`]: the Raft log and vote on RocksDB (fsync before acknowledging).
 //! - [`state_machine`]: applies committed entries to the engine; builds and installs snapshots.
 //! - [`network`]: the client side of Raft RPCs; [`transport`]: peer channels and TLS.
-//! - [`raft_rpc`]: the server side of Raft RPCs; [`wire`]: the peer service's messages.
+//! - [`raft_rpc`]: the server side of Raft RPCs; [`wire`]: the peer service's messages;
+//!   [`peer_service`]: the peer gRPC service (Raft RPCs and forwarded calls).
+//! - [`node`]: one member's Raft handle (leader, term, membership); [`bootstrap`]: starting it.
+//! - [`proposer`]: batched writes, forwarded to the leader; [`read_index`]: linearizable reads.
+//! - [`leadership`]: term in headers, lessor promote/demote; [`lease_calls`]: keep-alives on the
+//!   leader; [`membership`]: member add/remove/promote/update.
 
+pub mod applied;
+pub mod bootstrap;
 pub mod codec;
+pub mod leadership;
+pub mod lease_calls;
 pub mod log_store;
+pub mod membership;
 pub mod network;
+pub mod node;
+pub mod peer_service;
+pub mod proposer;
 pub mod raft_rpc;
+pub mod read_index;
+pub mod snapshot_store;
 pub mod state_machine;
+pub mod storage_error;
 pub mod transport;
 pub mod types;
 pub mod wire;

@@ -109,7 +109,7 @@ pub struct MemberChangeRequest {
     pub cluster_id: u64,
     #[prost(uint64, tag = "2")]
     pub target: u64,
-    /// 1 = add, 2 = remove, 3 = promote, 4 = update peer URLs.
+    /// 1 = add, 2 = remove, 3 = promote, 4 = update peer URLs, 5 = publish name/client URLs.
     #[prost(uint32, tag = "3")]
     pub kind: u32,
     #[prost(uint64, tag = "4")]
@@ -118,6 +118,10 @@ pub struct MemberChangeRequest {
     pub peer_urls: Vec<String>,
     #[prost(bool, tag = "6")]
     pub is_learner: bool,
+    #[prost(string, tag = "7")]
+    pub name: String,
+    #[prost(string, repeated, tag = "8")]
+    pub client_urls: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -153,3 +157,7 @@ pub struct MembersReply {
     #[prost(message, repeated, tag = "2")]
     pub members: Vec<PeerMember>,
 }
+
+/// `WireError.code` of a forwarded call the receiver refused before doing anything because it
+/// is not the leader: the sender may safely retry with the new leader.
+pub const NOT_LEADER: u32 = 1_000;

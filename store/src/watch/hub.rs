@@ -173,6 +173,19 @@ impl WatchHub {
         revision
     }
 
+    /// After a Raft snapshot replaced the store: every synced watcher goes back to catching up
+    /// from history (which holds the revisions the snapshot skipped, unless they are compacted,
+    /// in which case the watcher is cancelled with the compact revision).
+    pub fn resync_all(&self) {
+        let mut state = self.lock();
+        for watcher in state.watchers.values_mut().filter(|w| w.phase == Phase::Synced) {
+            watcher.phase = Phase::Unsynced;
+        }
+        state.last_published = state.last_published.max(self.engine.committed_revision());
+        drop(state);
+        self.wake();
+    }
+
     /// Delivers committed revisions, oldest first, to every synced watcher. Never blocks: a
     /// watcher whose buffer is full drops to unsynced and catches up from history later.
     pub fn publish(&self, changes: &[ChangeSet]) {
@@ -256,6 +269,11 @@ impl WatchHub {
     /// then a final step under the lock that makes it synced.
     fn catch_up(&self, key: WatcherKey, mut next_revision: i64, filter: &EventFilter) -> crate::error::Result<()> {
         loop {
+            // While a snapshot replaces the store, history is half gone: wait for the next tick.
+            let epoch = self.engine.data_epoch();
+            if epoch % 2 == 1 {
+                return Ok(());
+            }
             if next_revision < self.engine.compact_revision() {
                 self.cancel_compacted(key);
                 return Ok(());
@@ -265,6 +283,9 @@ impl WatchHub {
                 break;
             }
             let (sets, covered) = history::read(&self.engine, next_revision, committed, CATCH_UP_EVENTS)?;
+            if self.engine.data_epoch() != epoch {
+                return Ok(());
+            }
             if next_revision < self.engine.compact_revision() {
                 self.cancel_compacted(key);
                 return Ok(());
@@ -286,7 +307,11 @@ impl WatchHub {
             return Ok(());
         }
         if next_revision <= last_published {
+            let epoch = self.engine.data_epoch();
             let (sets, covered) = history::read(&self.engine, next_revision, last_published, usize::MAX)?;
+            if epoch % 2 == 1 || self.engine.data_epoch() != epoch {
+                return Ok(());
+            }
             if !self.deliver(watcher, filter, &sets, covered) {
                 return Ok(());
             }

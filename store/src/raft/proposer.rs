@@ -1,0 +1,230 @@
+//! The replicated write path: write requests are batched (one log entry carries many requests,
+//! each still its own revision), then proposed through Raft on the leader or forwarded to it.
+//!
+//! Retries are only ever made when the request certainly was not appended to any log: the
+//! leader refused it up front (not leader), or the connection to the leader could not be made.
+//! Anything ambiguous (a leader that died mid-request) is answered with an error, as etcd does;
+//! the client decides whether to retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use prost::Message as _;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::apply::{Applied, Proposal};
+use crate::error::{Result, StoreError};
+use crate::raft::codec;
+use crate::raft::node::RaftNode;
+use crate::raft::types::{Command, ProposalBatch};
+use crate::raft::wire::{self, ForwardRequest};
+
+/// Requests waiting to be batched; a full queue makes callers wait (back-pressure).
+const QUEUE_CAPACITY: usize = 8_192;
+/// Requests per log entry at most.
+const BATCH_MAX_REQUESTS: usize = 512;
+/// Encoded bytes per log entry at most (one request may exceed it alone).
+const BATCH_MAX_BYTES: usize = 4 << 20;
+/// Batches proposed or forwarded concurrently.
+const BATCHES_IN_FLIGHT: usize = 16;
+/// How long a write may wait for a leader (and for its batch to commit) before it fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Job {
+    proposal: Proposal,
+    reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// Handle to submit write requests; cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Proposer {
+    /// Starts the batching task on the current tokio runtime.
+    pub fn start(node: Arc<RaftNode>) -> Proposer {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(node, rx));
+        Proposer { tx }
+    }
+
+    /// Commits `proposal` through Raft and returns its outcome.
+    pub async fn propose(&self, proposal: Proposal) -> Result<Applied> {
+        let (reply, outcome) = oneshot::channel();
+        self.tx.send(Job { proposal, reply }).await.map_err(|_| StoreError::Stopped)?;
+        outcome.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
+async fn run(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Job>) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        // Wait for a free slot first: requests that arrive meanwhile join this batch.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let mut bytes = first.proposal_len();
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH_MAX_REQUESTS && bytes < BATCH_MAX_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.proposal_len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let node = node.clone();
+        tokio::spawn(async move {
+            let (proposals, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.proposal, j.reply)).unzip();
+            match submit(&node, proposals).await {
+                Ok(outcomes) if outcomes.len() == replies.len() => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Ok(outcomes) => {
+                    let error = format!("keel: {} outcomes for {} requests", outcomes.len(), replies.len());
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Internal(error.clone())));
+                    }
+                }
+                Err(error) => {
+                    let (code, text) = error.to_wire();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::from_wire(code, text.clone())));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+impl Job {
+    fn proposal_len(&self) -> usize {
+        match &self.proposal {
+            Proposal::Put(r) => r.encoded_len(),
+            Proposal::DeleteRange(r) => r.encoded_len(),
+            Proposal::Txn(r) => r.encoded_len(),
+            _ => 16,
+        }
+    }
+}
+
+/// Commits one batch on the leader, wherever it is; one outcome per request.
+pub async fn submit(node: &RaftNode, proposals: Vec<Proposal>) -> Result<Vec<Result<Applied>>> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut leader = node.leader();
+    loop {
+        let attempt = match leader {
+            None => Attempt::Retry,
+            Some(id) if id == node.member_id => propose_locally(node, proposals.clone()).await,
+            Some(id) => forward(node, id, &proposals).await,
+        };
+        match attempt {
+            Attempt::Done(outcome) => return outcome,
+            Attempt::Retry if Instant::now() < deadline => {
+                let previous = leader;
+                leader = node.wait_for_new_leader(previous, deadline).await;
+                if leader == previous {
+                    // No new leader appeared: either the deadline passed or the old one is
+                    // back; try it once more briefly.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            Attempt::Retry => return Err(if node.leader().is_none() { StoreError::NoLeader } else { StoreError::Timeout }),
+        }
+    }
+}
+
+pub enum Attempt {
+    Done(Result<Vec<Result<Applied>>>),
+    /// Certainly not appended anywhere: try again with the (next) leader.
+    Retry,
+}
+
+/// Proposes on this member, which believes it leads. Also serves forwarded batches.
+pub async fn propose_locally(node: &RaftNode, proposals: Vec<Proposal>) -> Attempt {
+    match node.raft.client_write(Command::Requests(ProposalBatch(proposals))).await {
+        Ok(response) => Attempt::Done(Ok(response.data.0)),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Attempt::Retry,
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Attempt::Done(Err(StoreError::LeaderChanged)),
+        Err(error) => Attempt::Done(Err(StoreError::Internal(format!("raft: {error}")))),
+    }
+}
+
+impl Attempt {
+    /// The attempt as a forwarded call's reply.
+    pub fn into_reply(self) -> wire::ForwardReply {
+        match self {
+            Attempt::Done(Ok(outcomes)) => {
+                wire::ForwardReply { outcomes: codec::encode_outcomes(&outcomes), error: None }
+            }
+            Attempt::Done(Err(error)) => {
+                let (code, text) = error.to_wire();
+                wire::ForwardReply { outcomes: Vec::new(), error: Some(wire::WireError { code: code.into(), text }) }
+            }
+            Attempt::Retry => wire::ForwardReply {
+                outcomes: Vec::new(),
+                error: Some(wire::WireError { code: wire::NOT_LEADER, text: "not the leader".into() }),
+            },
+        }
+    }
+}
+
+async fn forward(node: &RaftNode, leader: u64, proposals: &[Proposal]) -> Attempt {
+    let Some(address) = node.node(leader) else { return Attempt::Retry };
+    let mut client = match node.peers.client(leader, &address) {
+        Ok(client) => client,
+        Err(_) => return Attempt::Retry,
+    };
+    let request = ForwardRequest {
+        cluster_id: node.cluster_id,
+        target: leader,
+        proposals: codec::encode_proposals(proposals),
+    };
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(REQUEST_TIMEOUT);
+    match client.forward(request).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            match reply.error {
+                Some(error) if error.code == wire::NOT_LEADER => Attempt::Retry,
+                Some(error) => {
+                    let code = u8::try_from(error.code).unwrap_or(0);
+                    Attempt::Done(Err(StoreError::from_wire(code, error.text)))
+                }
+                None => Attempt::Done(
+                    codec::decode_outcomes(&reply.outcomes)
+                        .map_err(|e| StoreError::Internal(format!("bad forward reply from {leader:x}: {e}"))),
+                ),
+            }
+        }
+        Err(status) if never_sent(&status) => Attempt::Retry,
+        Err(status) if status.code() == tonic::Code::DeadlineExceeded => Attempt::Done(Err(StoreError::Timeout)),
+        Err(_) => Attempt::Done(Err(StoreError::LeaderChanged)),
+    }
+}
+
+/// True when the call certainly never reached the leader: the connection was refused or
+/// could not be made.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NotConnected
+                    | std::io::ErrorKind::TimedOut
+            );
+        }
+        source = error.source();
+    }
+    // tonic reports a failed connect as Unavailable with the connector's error as the source;
+    // without one we cannot tell.
+    false
+}
