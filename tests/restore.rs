@@ -6,12 +6,24 @@ mod common;
 
 use std::process::Command;
 
-fn restore(snapshot: &std::path::Path, data_dir: &std::path::Path) -> std::process::Output {
+/// The member flags the restored store is started with; restore must be given the same ones
+/// (as with `etcdctl snapshot restore`), since the member's identity derives from them.
+fn member_flags(peer_port: u16) -> Vec<String> {
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    vec![
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=default={peer}"),
+    ]
+}
+
+fn restore(snapshot: &std::path::Path, data_dir: &std::path::Path, flags: &[String]) -> std::process::Output {
     Command::new(common::keel_bin())
         .args(["store", "restore"])
         .arg(snapshot)
         .arg("--name=default")
         .arg(format!("--data-dir={}", data_dir.display()))
+        .args(flags)
         .output()
         .expect("run keel store restore")
 }
@@ -41,14 +53,16 @@ fn snapshot_saved_with_etcdctl_restores_into_a_new_store() {
     drop(source);
 
     let restored_dir = subdir(dir.path(), "restored");
-    let output = restore(&snapshot, &restored_dir.join("data"));
+    let flags = member_flags(common::free_port());
+    let output = restore(&snapshot, &restored_dir.join("data"), &flags);
     assert!(output.status.success(), "restore failed: {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout(&output).ends_with("at revision 4"), "{}", stdout(&output));
 
-    let again = restore(&snapshot, &restored_dir.join("data"));
+    let again = restore(&snapshot, &restored_dir.join("data"), &flags);
     assert!(!again.status.success(), "restoring over existing data must be refused");
 
-    let restored = common::Server::start_with(common::Target::Keel, &restored_dir, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let restored = common::Server::start_with(common::Target::Keel, &restored_dir, &flags);
     let get = common::etcdctl(&restored.endpoint, &["get", "a", "--print-value-only"]);
     assert_eq!(stdout(&get), "3");
     let json = common::etcdctl(&restored.endpoint, &["get", "b", "-w", "json"]);
@@ -70,7 +84,7 @@ fn damaged_snapshot_is_refused() {
     let mut bytes = std::fs::read(&snapshot).expect("read snapshot");
     bytes[20] ^= 0xFF;
     std::fs::write(&snapshot, bytes).expect("write damaged snapshot");
-    let output = restore(&snapshot, &dir.path().join("restored"));
+    let output = restore(&snapshot, &dir.path().join("restored"), &member_flags(common::free_port()));
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("checksum"),

@@ -108,10 +108,13 @@ impl Server {
         };
         // Both listen on a peer port, as a real member does (kept across restarts: the member's
         // identity derives from it).
+        // A test that sets them itself (to reuse them elsewhere) keeps its own.
         let peer = self.peer_port;
-        cmd.arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"));
+        if !self.extra_args.iter().any(|a| a.starts_with("--listen-peer-urls")) {
+            cmd.arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"));
+        }
         cmd.arg("--name=default")
             .arg(format!("--data-dir={}", self.data_dir.display()))
             .arg(format!("--listen-client-urls={url}"))

@@ -19,6 +19,13 @@
 //! refusal by a process that is not that member, is reported to openraft as
 //! `Unreachable`, so openraft backs off instead of retrying at once. (openraft's network
 //! errors carry no remote error type: `RPCError<C>`'s `RemoteError` holds `Infallible`.)
+//!
+//! Timeouts: a unary RPC gets openraft's `RPCOption::soft_ttl()`, also sent as the gRPC deadline
+//! so the receiver drops work nobody waits for. A snapshot travels on its own connection
+//! (`Peers::bulk_client`) with no overall deadline, but each chunk must be taken within
+//! [`SNAPSHOT_CHUNK_TIMEOUT`] and the answer must come within [`SNAPSHOT_INSTALL_TIMEOUT`] after
+//! the last chunk. An `AppendEntries` larger than the peer message limit is sent as its longest
+//! fitting prefix and answered as a partial success, so a big batch never wedges replication.
 
 use std::future::Future;
 use std::time::Duration;
