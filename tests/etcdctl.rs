@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, Target, etcdctl_stdin, free_port, require_program};
+use common::{Server, Target, etcdctl_stdin, require_program};
 
 // ---------------------------------------------------------------------------------------------
 // The differential harness

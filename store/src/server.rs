@@ -223,6 +223,7 @@ fn serve_peers(
     let service = PeerService {
         node: store.node.clone(),
         lessor: store.lessor.clone(),
+        reads: store.reads.clone(),
         incoming_dir: config.data_dir.join("snap-incoming"),
     };
     let router = builder.add_service(

@@ -18,6 +18,10 @@ use crate::raft::proposer::Proposer;
 use crate::raft::read_index::ReadBarrier;
 use crate::watch::WatchHub;
 
+/// How long a read waits for a Raft snapshot install to finish: steps × step.
+const INSTALL_WAIT_STEPS: u32 = 600;
+const INSTALL_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Request limits, with etcd's defaults.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -79,7 +83,23 @@ impl Store {
         if !request.serializable {
             self.reads.wait().await?;
         }
-        self.range_local(request)
+        self.stable_read(|| self.range_local(request)).await
+    }
+
+    /// Runs `read` on data no Raft snapshot install is replacing: a read that overlapped an
+    /// install (the data epoch was odd or moved) is retried after it, for a bounded time.
+    async fn stable_read<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        for _ in 0..INSTALL_WAIT_STEPS {
+            let before = self.engine.data_epoch();
+            if before % 2 == 0 {
+                let outcome = read();
+                if self.engine.data_epoch() == before {
+                    return outcome;
+                }
+            }
+            tokio::time::sleep(INSTALL_WAIT_STEP).await;
+        }
+        Err(StoreError::Timeout)
     }
 
     fn range_local(&self, request: &RangeRequest) -> Result<RangeResponse> {
@@ -102,8 +122,12 @@ impl Store {
     /// without a log entry.
     pub async fn read_only_txn(&self, request: &TxnRequest) -> Result<TxnResponse> {
         self.reads.wait().await?;
-        let mut view = WriteTxn::new(&self.engine, self.current_revision());
-        let mut response = apply::run_txn(&mut view, &self.lessor, request)?;
+        let mut response = self
+            .stable_read(|| {
+                let mut view = WriteTxn::new(&self.engine, self.current_revision());
+                apply::run_txn(&mut view, &self.lessor, request)
+            })
+            .await?;
         self.header.fill(&mut response.header);
         Ok(response)
     }

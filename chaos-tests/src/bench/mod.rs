@@ -17,6 +17,7 @@
 //! stops the run with a message naming what failed.
 
 mod conn;
+pub mod failover;
 mod kv;
 mod stats;
 mod watch;
@@ -55,6 +56,30 @@ impl TestKind {
             TestKind::GetSerializable => "get-serializable",
             TestKind::Watch => "watch",
         }
+    }
+}
+
+// `keel bench [flags]` runs the KV tests; `keel bench failover [flags]` the failover benchmark.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub action: Option<BenchAction>,
+    #[command(flatten)]
+    pub args: BenchArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchAction {
+    // about and long_about: on `FailoverArgs`.
+    Failover(failover::FailoverArgs),
+}
+
+/// Runs `keel bench` or one of its subcommands.
+pub async fn run_command(cmd: BenchCommand) -> Result<(), BenchError> {
+    match cmd.action {
+        None => run(cmd.args).await,
+        Some(BenchAction::Failover(args)) => failover::run(args).await,
     }
 }
 

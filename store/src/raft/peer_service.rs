@@ -18,6 +18,8 @@ use crate::raft::{codec, proposer, read_index};
 pub struct PeerService {
     pub node: Arc<RaftNode>,
     pub lessor: Arc<Lessor>,
+    /// Read-index rounds, shared by this member's own reads and its followers' requests.
+    pub reads: read_index::ReadBarrier,
     /// Where incoming snapshot streams are written before they are installed.
     pub incoming_dir: PathBuf,
 }
@@ -86,7 +88,7 @@ impl Peer for PeerService {
         if !self.node.is_leader() {
             return Ok(Response::new(ReadIndexReply { read_index: 0, error: not_leader() }));
         }
-        let reply = match read_index::local_read_index(&self.node).await {
+        let reply = match self.reads.read_index().await {
             Ok(read_index) => ReadIndexReply { read_index, error: None },
             Err(_) => ReadIndexReply { read_index: 0, error: not_leader() },
         };

@@ -28,7 +28,7 @@ const BATCH_MAX_REQUESTS: usize = 512;
 /// Encoded bytes per log entry at most (one request may exceed it alone).
 const BATCH_MAX_BYTES: usize = 4 << 20;
 /// Batches proposed or forwarded concurrently.
-const BATCHES_IN_FLIGHT: usize = 16;
+const BATCHES_IN_FLIGHT: usize = 4;
 /// How long a write may wait for a leader (and for its batch to commit) before it fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 

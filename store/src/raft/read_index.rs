@@ -21,27 +21,37 @@ use crate::raft::wire::{self, ReadIndexRequest};
 /// Reads waiting for a round; a full queue makes callers wait.
 const QUEUE_CAPACITY: usize = 8_192;
 /// Rounds in flight at once.
-const ROUNDS_IN_FLIGHT: usize = 4;
+const ROUNDS_IN_FLIGHT: usize = 2;
 /// How long a read may wait for a leader and for its round.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Waiter = oneshot::Sender<Result<()>>;
+type Waiter = oneshot::Sender<Result<u64>>;
 
 /// Handle to wait for a linearizable read point; cheap to clone.
 #[derive(Clone)]
 pub struct ReadBarrier {
+    node: Arc<RaftNode>,
     tx: mpsc::Sender<Waiter>,
 }
 
 impl ReadBarrier {
     pub fn start(node: Arc<RaftNode>) -> ReadBarrier {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(node, rx));
-        ReadBarrier { tx }
+        tokio::spawn(run(node.clone(), rx));
+        ReadBarrier { node, tx }
     }
 
     /// Returns once this member's state includes every write committed before the call.
     pub async fn wait(&self) -> Result<()> {
+        let index = self.read_index().await?;
+        let deadline = Instant::now() + READ_TIMEOUT;
+        if self.node.wait_applied(index, deadline).await { Ok(()) } else { Err(StoreError::Timeout) }
+    }
+
+    /// The leader's commit index, confirmed with a quorum after this call was made. Calls that
+    /// arrive together share one confirmation; the leader's peer service answers followers'
+    /// read-index requests through this too, so their rounds are shared as well.
+    pub async fn read_index(&self) -> Result<u64> {
         let (reply, done) = oneshot::channel();
         self.tx.send(reply).await.map_err(|_| StoreError::Stopped)?;
         done.await.map_err(|_| StoreError::Stopped)?
@@ -58,22 +68,20 @@ async fn run(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Waiter>) {
         }
         let node = node.clone();
         tokio::spawn(async move {
-            let outcome = round(&node).await;
-            for waiter in waiters {
-                let _ = waiter.send(outcome.as_ref().map(|_| ()).map_err(|e| {
-                    let (code, text) = e.to_wire();
-                    StoreError::from_wire(code, text)
-                }));
-            }
+            let deadline = Instant::now() + READ_TIMEOUT;
+            let outcome = read_index(&node, deadline).await;
             drop(permit);
+            for waiter in waiters {
+                let _ = waiter.send(match &outcome {
+                    Ok(index) => Ok(*index),
+                    Err(error) => {
+                        let (code, text) = error.to_wire();
+                        Err(StoreError::from_wire(code, text))
+                    }
+                });
+            }
         });
     }
-}
-
-async fn round(node: &RaftNode) -> Result<()> {
-    let deadline = Instant::now() + READ_TIMEOUT;
-    let index = read_index(node, deadline).await?;
-    if node.wait_applied(index, deadline).await { Ok(()) } else { Err(StoreError::Timeout) }
 }
 
 /// The commit index a read must wait for, from the leader wherever it is. Reads change
