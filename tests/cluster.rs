@@ -515,9 +515,9 @@ const SNAPSHOT_COUNT: u64 = 100;
 /// hard-codes 5000 (`etcdserver.SnapshotCatchUpEntries`): a follower further behind than that is
 /// sent a snapshot.
 const ETCD_CATCHUP_ENTRIES: u64 = 5000;
-/// Keel's equivalent. It must be at least Keel's real retention; until Keel's Raft settles its
-/// value, it is etcd's (5,300 writes take about 2 s). Lower it to Keel's retention to speed up.
-const KEEL_CATCHUP_ENTRIES: u64 = 5000;
+/// Keel's equivalent: it keeps half of `--snapshot-count` entries (at most 5000) after a snapshot
+/// (`RaftSettings::openraft_config`).
+const KEEL_CATCHUP_ENTRIES: u64 = SNAPSHOT_COUNT / 2;
 /// Writes beyond snapshot count + retention, for elections and membership entries.
 const CATCHUP_SLACK: u64 = 200;
 
@@ -538,7 +538,7 @@ fn snapshot_catchup_writes(target: Target) -> u64 {
 fn snapshot_install_log_marker(target: Target) -> Option<&'static str> {
     match target {
         Target::Etcd => Some("applied incoming snapshot"),
-        Target::Keel => None,
+        Target::Keel => Some("installed a Raft snapshot from the leader"),
     }
 }
 

@@ -196,8 +196,10 @@ pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
         listen = ?config.listen_client.iter().map(|l| l.addr).collect::<Vec<_>>(),
         "keel store is serving"
     );
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = store.node.removed.notified() => tracing::info!("removed from the cluster: shutting down"),
+    }
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = server.await;

@@ -25,12 +25,26 @@ pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>
         // Bumped on every change of leadership, so a late promotion of an old term is dropped.
         let epoch = Arc::new(AtomicU64::new(0));
         let mut leading = false;
+        let mut was_member = false;
         loop {
-            let (term, now_leading) = {
+            let (term, now_leading, member) = {
                 let m = metrics.borrow_watched();
-                (m.current_term, m.state == ServerState::Leader)
+                let membership = m.membership_config.membership();
+                let member = membership.get_node(&node.member_id).is_some();
+                let known = membership.nodes().next().is_some();
+                (m.current_term, m.state == ServerState::Leader, if known { Some(member) } else { None })
             };
             header.set_term(term);
+            match member {
+                Some(true) => was_member = true,
+                Some(false) if was_member => {
+                    tracing::warn!(member = format!("{:x}", node.member_id), "this member was removed from the cluster; stopping");
+                    lessor.demote();
+                    node.removed.notify_one();
+                    return;
+                }
+                _ => {}
+            }
             if now_leading != leading {
                 leading = now_leading;
                 let this_epoch = epoch.fetch_add(1, Ordering::SeqCst) + 1;

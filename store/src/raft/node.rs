@@ -75,11 +75,14 @@ pub struct RaftNode {
     /// Channels to the other members, shared with openraft's network.
     pub peers: Peers,
     pub settings: RaftSettings,
+    /// Fires once when this member has been removed from the cluster; it then stops, as an
+    /// etcd member does.
+    pub removed: tokio::sync::Notify,
 }
 
 impl RaftNode {
     pub fn new(raft: Raft, cluster_id: u64, member_id: u64, peers: Peers, settings: RaftSettings) -> Arc<RaftNode> {
-        Arc::new(RaftNode { raft, cluster_id, member_id, peers, settings })
+        Arc::new(RaftNode { raft, cluster_id, member_id, peers, settings, removed: tokio::sync::Notify::new() })
     }
 
     fn with_metrics<T>(&self, read: impl FnOnce(&RaftMetrics<TypeConfig>) -> T) -> T {

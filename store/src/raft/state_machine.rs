@@ -359,7 +359,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotFile,
     ) -> std::result::Result<(), io::Error> {
-        Ok(self.install(meta, snapshot).await?)
+        self.install(meta, snapshot).await?;
+        tracing::info!(last_log_id = ?meta.last_log_id, revision = self.engine.committed_revision(), "installed a Raft snapshot from the leader");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> std::result::Result<Option<Snapshot>, io::Error> {
