@@ -526,12 +526,16 @@ fn snapshot_catchup_writes(target: Target) -> u64 {
     if let Some(n) = std::env::var("KEEL_TEST_SNAPSHOT_WRITES").ok().and_then(|v| v.parse().ok()) {
         return n;
     }
-    let retained = match target {
-        Target::Etcd => ETCD_CATCHUP_ENTRIES,
-        Target::Keel => KEEL_CATCHUP_ENTRIES,
-    };
-    SNAPSHOT_COUNT + retained + CATCHUP_SLACK
+    match target {
+        Target::Etcd => SNAPSHOT_COUNT + ETCD_CATCHUP_ENTRIES + CATCHUP_SLACK,
+        // Keel batches concurrent writes into one log entry (up to one per writer here), and
+        // snapshots count entries: write enough that even fully batched entries pass the bar.
+        Target::Keel => (SNAPSHOT_COUNT + KEEL_CATCHUP_ENTRIES + CATCHUP_SLACK) * SNAPSHOT_WRITERS,
+    }
 }
+
+/// Concurrent writers in the snapshot catch-up test.
+const SNAPSHOT_WRITERS: u64 = 16;
 
 /// A line the member's log shows when it installed a snapshot from the leader. Keel: none yet
 /// (set it when Keel logs snapshot installs; until then the test checks only the data).
@@ -556,7 +560,7 @@ async fn member_that_missed_a_compacted_log_catches_up_by_snapshot() {
     // Enough writes that the others snapshot and drop the log entries the lagging member lacks.
     let writes = snapshot_catchup_writes(target);
     let mut tasks = Vec::new();
-    const WORKERS: u64 = 16;
+    const WORKERS: u64 = SNAPSHOT_WRITERS;
     for w in 0..WORKERS {
         let endpoint = survivors[w as usize % survivors.len()].clone();
         tasks.push(tokio::spawn(async move {
