@@ -74,7 +74,7 @@ pub struct StoreArgs {
     #[arg(long, default_value_t = 300)]
     pub election_timeout: u64,
     /// Number of committed log entries between two snapshots (after which the log is trimmed).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Path to the peer server TLS certificate file (peers are then reached over https).
     #[arg(long)]

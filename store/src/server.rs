@@ -226,6 +226,7 @@ fn serve_peers(
         node: store.node.clone(),
         lessor: store.lessor.clone(),
         reads: store.reads.clone(),
+        proposer: store.proposer.clone(),
         incoming_dir: config.data_dir.join("snap-incoming"),
     };
     let router = builder.add_service(
@@ -283,6 +284,9 @@ fn serve(
     Ok(async move {
         // Small request/response exchanges must not wait for Nagle's algorithm.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // grpc-go sends a URL as `:authority` for etcdctl's Maintenance calls; h2 would refuse it.
+        // Plaintext only: on a TLS listener tonic decrypts above this layer.
+        let incoming = crate::grpc::authority::fix_incoming(incoming, !listen.tls);
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };

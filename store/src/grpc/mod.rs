@@ -4,6 +4,7 @@
 //! `Store` or propose through the writer, then fill the response header.
 
 pub mod auth;
+pub mod authority;
 pub mod cluster;
 pub mod frame_limit;
 pub mod kv;

@@ -27,6 +27,10 @@ pub enum MemberChange {
     Promote { id: u64 },
     Update { id: u64, peer_urls: Vec<String> },
     Publish { id: u64, name: String, client_urls: Vec<String> },
+    /// Sent by the leader to a member it removed (which may never see the membership entry
+    /// that removes it, as replication to it stops): the member confirms with the cluster and
+    /// stops, as an etcd member does.
+    Removed { id: u64, leader: u64 },
 }
 
 impl MemberChange {
@@ -51,6 +55,12 @@ impl MemberChange {
                 request.member_id = *id;
                 request.peer_urls = peer_urls.clone();
             }
+            MemberChange::Removed { id, leader } => {
+                request.kind = 6;
+                request.member_id = *id;
+                request.is_learner = false;
+                request.peer_urls = vec![leader.to_string()];
+            }
             MemberChange::Publish { id, name, client_urls } => {
                 request.kind = 5;
                 request.member_id = *id;
@@ -68,6 +78,10 @@ impl MemberChange {
             3 => MemberChange::Promote { id: request.member_id },
             4 => MemberChange::Update { id: request.member_id, peer_urls: request.peer_urls },
             5 => MemberChange::Publish { id: request.member_id, name: request.name, client_urls: request.client_urls },
+            6 => MemberChange::Removed {
+                id: request.member_id,
+                leader: request.peer_urls.first().and_then(|l| l.parse().ok()).unwrap_or(0),
+            },
             other => return Err(StoreError::Internal(format!("unknown member change kind {other}"))),
         })
     }
@@ -146,7 +160,11 @@ pub async fn apply_on_leader(node: &RaftNode, change: MemberChange) -> Result<u6
             } else {
                 ChangeMembers::RemoveVoters(BTreeSet::from([id]))
             };
-            node.raft.change_membership(change, false).await.map(|_| id)
+            let removed = node.raft.change_membership(change, false).await.map(|_| id);
+            if removed.is_ok() && id != node.member_id {
+                tell_removed(node, id, member.node.clone()).await;
+            }
+            removed
         }
         MemberChange::Promote { id } => {
             let member = find(id).ok_or(StoreError::MemberNotFound)?;
@@ -169,11 +187,38 @@ pub async fn apply_on_leader(node: &RaftNode, change: MemberChange) -> Result<u6
         MemberChange::Publish { id, name, client_urls } => {
             node.raft.client_write(Command::PublishMember { id, name, client_urls }).await.map(|_| id)
         }
+        MemberChange::Removed { .. } => return Err(StoreError::Internal("not a leader operation".into())),
     };
     outcome.map_err(|error| match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => StoreError::LeaderChanged,
         other => StoreError::Internal(format!("membership change failed: {other}")),
     })
+}
+
+/// Best effort: a removed member that is down or unreachable learns it when it next asks.
+async fn tell_removed(node: &RaftNode, id: u64, address: PeerNode) {
+    let Ok(mut client) = node.peers.client(id, &address) else { return };
+    let notice = MemberChange::Removed { id, leader: node.member_id }.to_wire(node.cluster_id, id);
+    let mut request = tonic::Request::new(notice);
+    request.set_timeout(Duration::from_secs(1));
+    if let Err(status) = client.member_change(request).await {
+        tracing::info!(member = format!("{id:x}"), %status, "could not tell a removed member");
+    }
+    node.peers.forget(id);
+}
+
+/// On a member told it was removed: true when the leader that said so no longer lists it.
+pub async fn confirm_removed(node: &RaftNode, leader: u64) -> bool {
+    let Some(address) = node.node(leader) else { return false };
+    let Ok(mut client) = node.peers.client(leader, &address) else { return false };
+    let request = wire::MembersRequest { cluster_id: node.cluster_id };
+    match client.members(request).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            reply.cluster_id == node.cluster_id && !reply.members.iter().any(|m| m.id == node.member_id)
+        }
+        Err(_) => false,
+    }
 }
 
 /// etcd's member IDs for added members mix the peer URLs with the time, so a member removed

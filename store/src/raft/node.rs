@@ -44,6 +44,8 @@ impl RaftSettings {
             max_payload_entries: 256,
             enable_pre_vote: Some(true),
             install_snapshot_timeout: 60_000,
+            // Retry a member that did not answer soon: a restarted member rejoins quickly.
+            backoff: "20ms 40ms ..500ms".into(),
             ..Default::default()
         };
         config.validate()

@@ -20,6 +20,8 @@ pub struct PeerService {
     pub lessor: Arc<Lessor>,
     /// Read-index rounds, shared by this member's own reads and its followers' requests.
     pub reads: read_index::ReadBarrier,
+    /// The leader's write queue, which forwarded batches join.
+    pub proposer: proposer::Proposer,
     /// Where incoming snapshot streams are written before they are installed.
     pub incoming_dir: PathBuf,
 }
@@ -79,7 +81,10 @@ impl Peer for PeerService {
         }
         let proposals = codec::decode_proposals(&request.proposals)
             .map_err(|e| Status::invalid_argument(format!("keel: bad forwarded requests: {e}")))?;
-        Ok(Response::new(proposer::propose_locally(&self.node, proposals).await.into_reply()))
+        // Through the leader's own queue, so forwarded batches from every follower and local
+        // requests share log entries.
+        let outcomes = futures::future::join_all(proposals.into_iter().map(|p| self.proposer.propose(p))).await;
+        Ok(Response::new(proposer::Attempt::Done(Ok(outcomes)).into_reply()))
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
@@ -116,6 +121,13 @@ impl Peer for PeerService {
         let request = request.into_inner();
         self.check(request.cluster_id, request.target)?;
         let change = MemberChange::from_wire(request).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let MemberChange::Removed { id, leader } = change {
+            if id == self.node.member_id && membership::confirm_removed(&self.node, leader).await {
+                tracing::warn!("the leader removed this member from the cluster; stopping");
+                self.node.removed.notify_one();
+            }
+            return Ok(Response::new(MemberChangeReply { member_id: id, error: None }));
+        }
         let reply = match membership::apply_on_leader(&self.node, change).await {
             Ok(member_id) => MemberChangeReply { member_id, error: None },
             Err(crate::error::StoreError::LeaderChanged) => MemberChangeReply { member_id: 0, error: not_leader() },
