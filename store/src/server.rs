@@ -226,7 +226,6 @@ fn serve_peers(
         node: store.node.clone(),
         lessor: store.lessor.clone(),
         reads: store.reads.clone(),
-        proposer: store.proposer.clone(),
         incoming_dir: config.data_dir.join("snap-incoming"),
     };
     let router = builder.add_service(

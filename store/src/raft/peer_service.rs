@@ -20,8 +20,6 @@ pub struct PeerService {
     pub lessor: Arc<Lessor>,
     /// Read-index rounds, shared by this member's own reads and its followers' requests.
     pub reads: read_index::ReadBarrier,
-    /// The leader's write queue, which forwarded batches join.
-    pub proposer: proposer::Proposer,
     /// Where incoming snapshot streams are written before they are installed.
     pub incoming_dir: PathBuf,
 }
@@ -81,10 +79,7 @@ impl Peer for PeerService {
         }
         let proposals = codec::decode_proposals(&request.proposals)
             .map_err(|e| Status::invalid_argument(format!("keel: bad forwarded requests: {e}")))?;
-        // Through the leader's own queue, so forwarded batches from every follower and local
-        // requests share log entries.
-        let outcomes = futures::future::join_all(proposals.into_iter().map(|p| self.proposer.propose(p))).await;
-        Ok(Response::new(proposer::Attempt::Done(Ok(outcomes)).into_reply()))
+        Ok(Response::new(proposer::propose_locally(&self.node, proposals).await.into_reply()))
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
