@@ -29,6 +29,8 @@ const BATCH_MAX_REQUESTS: usize = 512;
 const BATCH_MAX_BYTES: usize = 4 << 20;
 /// Batches proposed or forwarded concurrently.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// How long a retry waits for a leader change before trying again anyway.
+const RETRY_WAIT: Duration = Duration::from_millis(50);
 /// How long a write may wait for a leader (and for its batch to commit) before it fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -126,11 +128,13 @@ pub async fn submit(node: &RaftNode, proposals: Vec<Proposal>) -> Result<Vec<Res
         match attempt {
             Attempt::Done(outcome) => return outcome,
             Attempt::Retry if Instant::now() < deadline => {
+                // Wait briefly for a new leader, then try again whoever leads: a member that
+                // has just won an election refuses writes until it is ready, and stays leader
+                // (waiting for a *different* leader would wait out the whole deadline).
                 let previous = leader;
-                leader = node.wait_for_new_leader(previous, deadline).await;
+                let wait_until = deadline.min(Instant::now() + RETRY_WAIT);
+                leader = node.wait_for_new_leader(previous, wait_until).await;
                 if leader == previous {
-                    // No new leader appeared: either the deadline passed or the old one is
-                    // back; try it once more briefly.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
