@@ -16,7 +16,9 @@ for i in 0 1 2; do
     cluster+="${cluster:+,}keel-$((i + 1))=http://127.0.0.1:${peer_ports[$i]}"
 done
 pids=()
+stopping=0
 stop() {
+    stopping=1
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
@@ -43,4 +45,4 @@ Keel store: three members (logs in .keel/keel-N.log). Try, in another shell:
 Ctrl-C stops the cluster.
 MSG
 wait -n "${pids[@]}" || true
-echo "a member exited; see .keel/keel-N.log" >&2
+[ "$stopping" = 1 ] || echo "a member exited; see .keel/keel-N.log" >&2
