@@ -222,7 +222,10 @@ impl StoreArgs {
             return Err(ConfigError::NotPositive("heartbeat-interval"));
         }
         if self.election_timeout < 5 * self.heartbeat_interval {
-            return Err(ConfigError::Timeouts { election_ms: self.election_timeout, heartbeat_ms: self.heartbeat_interval });
+            return Err(ConfigError::Timeouts {
+                election_ms: self.election_timeout,
+                heartbeat_ms: self.heartbeat_interval,
+            });
         }
         if self.snapshot_count == 0 {
             return Err(ConfigError::NotPositive("snapshot-count"));

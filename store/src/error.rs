@@ -99,13 +99,11 @@ const WIRE_TEXT: u8 = 0;
 impl StoreError {
     /// The error as (code, text) for another member; `from_wire` turns it back.
     pub fn to_wire(&self) -> (u8, String) {
-        let text = self.to_string();
-        for (code, make) in WIRE_CODES {
-            if make().to_string() == text && !matches!(self, StoreError::Internal(_)) {
-                return (*code, String::new());
-            }
+        let kind = std::mem::discriminant(self);
+        match WIRE_CODES.iter().find(|(_, make)| std::mem::discriminant(&make()) == kind) {
+            Some((code, _)) => (*code, String::new()),
+            None => (WIRE_TEXT, self.to_string()),
         }
-        (WIRE_TEXT, text)
     }
 
     pub fn from_wire(code: u8, text: String) -> StoreError {

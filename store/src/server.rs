@@ -13,6 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::apply::Proposal;
+use crate::compactor;
 use crate::config::{Listen, StoreConfig, TlsFiles};
 use crate::datadir::{self, DataDirError};
 use crate::error::StoreError;
@@ -30,7 +31,6 @@ use crate::grpc::watch::WatchService;
 use crate::header::HeaderSource;
 use crate::lease::Lessor;
 use crate::mvcc::Engine;
-use crate::store::{Limits, MemberInfo, Store};
 use crate::raft::bootstrap::{self, BootstrapError};
 use crate::raft::generated::peer_server::PeerServer;
 use crate::raft::leadership;
@@ -43,13 +43,14 @@ use crate::raft::read_index::ReadBarrier;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::transport::{PeerTls, Peers};
 use crate::raft::types::Raft;
+use crate::store::{Limits, MemberInfo, Store};
 use crate::watch::WatchHub;
-use crate::compactor;
 
 /// Largest peer message (a batch of log entries or a snapshot chunk) a member accepts.
 const PEER_MAX_MESSAGE_BYTES: usize = 64 << 20;
 fn load_peer_tls(files: &crate::config::PeerTlsFiles) -> Result<PeerTls, ServeError> {
-    PeerTls::load(&files.cert_file, &files.key_file, &files.trusted_ca_file).map_err(|e| ServeError::PeerTls(e.to_string()))
+    PeerTls::load(&files.cert_file, &files.key_file, &files.trusted_ca_file)
+        .map_err(|e| ServeError::PeerTls(e.to_string()))
 }
 
 /// etcd's minimum lease TTL with its default 1 s election timeout.
@@ -151,7 +152,6 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
     }))
 }
 
-
 /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds (at least 2 s,
 /// etcd's value with its default 1 s election timeout).
 fn min_lease_ttl_seconds(settings: &crate::raft::node::RaftSettings) -> i64 {
@@ -229,7 +229,9 @@ fn serve_peers(
         incoming_dir: config.data_dir.join("snap-incoming"),
     };
     let router = builder.add_service(
-        PeerServer::new(service).max_decoding_message_size(PEER_MAX_MESSAGE_BYTES).max_encoding_message_size(PEER_MAX_MESSAGE_BYTES),
+        PeerServer::new(service)
+            .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES),
     );
     let addr = listener.local_addr().ok();
     Ok(async move {
@@ -270,10 +272,22 @@ fn serve(
     let scratch_dir = config.data_dir.clone();
     let leader = require_leader(store.node.clone());
     let router = builder
-        .add_service(intercept(KvServer::new(KvService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
-        .add_service(intercept(WatchServer::new(WatchService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
-        .add_service(intercept(LeaseServer::new(LeaseService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
-        .add_service(intercept(ClusterServer::new(ClusterService { store: store.clone() }).max_decoding_message_size(max_decode), &leader))
+        .add_service(intercept(
+            KvServer::new(KvService { store: store.clone() }).max_decoding_message_size(max_decode),
+            &leader,
+        ))
+        .add_service(intercept(
+            WatchServer::new(WatchService { store: store.clone() }).max_decoding_message_size(max_decode),
+            &leader,
+        ))
+        .add_service(intercept(
+            LeaseServer::new(LeaseService { store: store.clone() }).max_decoding_message_size(max_decode),
+            &leader,
+        ))
+        .add_service(intercept(
+            ClusterServer::new(ClusterService { store: store.clone() }).max_decoding_message_size(max_decode),
+            &leader,
+        ))
         .add_service(intercept(
             MaintenanceServer::new(MaintenanceService { store: store.clone(), scratch_dir })
                 .max_decoding_message_size(max_decode),
@@ -309,7 +323,10 @@ fn require_leader(node: Arc<RaftNode>) -> LeaderCheck {
     })
 }
 
-fn intercept<S>(service: S, check: &LeaderCheck) -> InterceptedService<S, impl tonic::service::Interceptor + Clone + use<S>> {
+fn intercept<S>(
+    service: S,
+    check: &LeaderCheck,
+) -> InterceptedService<S, impl tonic::service::Interceptor + Clone + use<S>> {
     let check = check.clone();
     InterceptedService::new(service, move |request: Request<()>| check(request))
 }

@@ -1048,7 +1048,8 @@ mod hpack {
             count[CODE_LENGTHS[s] as usize] += 1;
             s += 1;
         }
-        let mut c = Canonical { first: [0; MAX_LEN + 1], limit: [0; MAX_LEN + 1], offset: [0; MAX_LEN + 1], symbols: [0; 257] };
+        let mut c =
+            Canonical { first: [0; MAX_LEN + 1], limit: [0; MAX_LEN + 1], offset: [0; MAX_LEN + 1], symbols: [0; 257] };
         let mut code: u64 = 0;
         let mut offset: u16 = 0;
         let mut len = 1;

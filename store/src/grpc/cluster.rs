@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 
 use super::generated::cluster::cluster_server::Cluster;
 use crate::error::StoreError;
-use crate::raft::membership::{self, MemberChange};
 use crate::raft::applied::published_members;
+use crate::raft::membership::{self, MemberChange};
 use crate::store::Store;
 
 pub struct ClusterService {
@@ -33,7 +33,8 @@ impl ClusterService {
             .members()
             .into_iter()
             .map(|m| {
-                let (name, client_urls) = published.get(&m.id).map(|p| (p.name.clone(), p.client_urls.clone())).unwrap_or_default();
+                let (name, client_urls) =
+                    published.get(&m.id).map(|p| (p.name.clone(), p.client_urls.clone())).unwrap_or_default();
                 Member {
                     id: m.id,
                     name,
@@ -61,7 +62,13 @@ impl Cluster for ClusterService {
         }
         let change = MemberChange::Add { peer_urls: peer_urls.clone(), is_learner: request.is_learner };
         let id = membership::change(&self.store.node, change).await?;
-        let member = Member { id, name: String::new(), peer_ur_ls: peer_urls, client_ur_ls: Vec::new(), is_learner: request.is_learner };
+        let member = Member {
+            id,
+            name: String::new(),
+            peer_ur_ls: peer_urls,
+            client_ur_ls: Vec::new(),
+            is_learner: request.is_learner,
+        };
         Ok(Response::new(MemberAddResponse { header: self.header(), member: Some(member), members: self.members()? }))
     }
 

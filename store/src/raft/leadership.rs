@@ -13,10 +13,10 @@ use openraft::async_runtime::watch::WatchReceiver;
 use crate::header::HeaderSource;
 use crate::lease::Lessor;
 use crate::mvcc::Engine;
+use crate::raft::applied::published_members;
 use crate::raft::membership::{self, MemberChange};
 use crate::raft::node::RaftNode;
 use crate::raft::read_index::local_read_index;
-use crate::raft::applied::published_members;
 
 /// Follows the Raft metrics until the node stops.
 pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>) {
@@ -38,7 +38,10 @@ pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>
             match member {
                 Some(true) => was_member = true,
                 Some(false) if was_member => {
-                    tracing::warn!(member = format!("{:x}", node.member_id), "this member was removed from the cluster; stopping");
+                    tracing::warn!(
+                        member = format!("{:x}", node.member_id),
+                        "this member was removed from the cluster; stopping"
+                    );
                     lessor.demote();
                     node.removed.notify_one();
                     return;
@@ -89,11 +92,14 @@ pub fn publish_attributes(node: Arc<RaftNode>, engine: Arc<Engine>, name: String
         let mut backoff = Duration::from_millis(50);
         // Bounded: about ten minutes of retries, then a warning.
         for _ in 0..600 {
-            let current = published_members(&engine).ok().and_then(|m| m.get(&node.member_id).map(|p| (p.name.clone(), p.client_urls.clone())));
+            let current = published_members(&engine)
+                .ok()
+                .and_then(|m| m.get(&node.member_id).map(|p| (p.name.clone(), p.client_urls.clone())));
             if current.as_ref() == Some(&(name.clone(), client_urls.clone())) {
                 return;
             }
-            let change = MemberChange::Publish { id: node.member_id, name: name.clone(), client_urls: client_urls.clone() };
+            let change =
+                MemberChange::Publish { id: node.member_id, name: name.clone(), client_urls: client_urls.clone() };
             match membership::change(&node, change).await {
                 Ok(_) => return,
                 Err(error) => tracing::debug!(%error, "publishing member attributes; will retry"),

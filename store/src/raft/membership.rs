@@ -22,15 +22,32 @@ const PROMOTE_MAX_LAG: u64 = 1_000;
 /// One membership change or attribute update.
 #[derive(Clone, Debug)]
 pub enum MemberChange {
-    Add { peer_urls: Vec<String>, is_learner: bool },
-    Remove { id: u64 },
-    Promote { id: u64 },
-    Update { id: u64, peer_urls: Vec<String> },
-    Publish { id: u64, name: String, client_urls: Vec<String> },
+    Add {
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    },
+    Remove {
+        id: u64,
+    },
+    Promote {
+        id: u64,
+    },
+    Update {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
+    Publish {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
     /// Sent by the leader to a member it removed (which may never see the membership entry
     /// that removes it, as replication to it stops): the member confirms with the cluster and
     /// stops, as an etcd member does.
-    Removed { id: u64, leader: u64 },
+    Removed {
+        id: u64,
+        leader: u64,
+    },
 }
 
 impl MemberChange {
@@ -107,7 +124,9 @@ pub async fn change(node: &RaftNode, change: MemberChange) -> Result<u64> {
         if tokio::time::Instant::now() >= deadline {
             return Err(if node.leader().is_none() { StoreError::NoLeader } else { StoreError::Timeout });
         }
-        leader = node.wait_for_new_leader(leader, deadline.min(tokio::time::Instant::now() + Duration::from_millis(100))).await;
+        leader = node
+            .wait_for_new_leader(leader, deadline.min(tokio::time::Instant::now() + Duration::from_millis(100)))
+            .await;
     }
 }
 

@@ -148,4 +148,3 @@ impl Peer for PeerService {
         Ok(Response::new(MembersReply { cluster_id: self.node.cluster_id, members }))
     }
 }
-

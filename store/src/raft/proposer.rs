@@ -138,7 +138,9 @@ pub async fn submit(node: &RaftNode, proposals: Vec<Proposal>) -> Result<Vec<Res
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
-            Attempt::Retry => return Err(if node.leader().is_none() { StoreError::NoLeader } else { StoreError::Timeout }),
+            Attempt::Retry => {
+                return Err(if node.leader().is_none() { StoreError::NoLeader } else { StoreError::Timeout });
+            }
         }
     }
 }
@@ -154,7 +156,9 @@ pub async fn propose_locally(node: &RaftNode, proposals: Vec<Proposal>) -> Attem
     match node.raft.client_write(Command::Requests(ProposalBatch(proposals))).await {
         Ok(response) => Attempt::Done(Ok(response.data.0)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Attempt::Retry,
-        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Attempt::Done(Err(StoreError::LeaderChanged)),
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+            Attempt::Done(Err(StoreError::LeaderChanged))
+        }
         Err(error) => Attempt::Done(Err(StoreError::Internal(format!("raft: {error}")))),
     }
 }
@@ -184,11 +188,8 @@ async fn forward(node: &RaftNode, leader: u64, proposals: &[Proposal]) -> Attemp
         Ok(client) => client,
         Err(_) => return Attempt::Retry,
     };
-    let request = ForwardRequest {
-        cluster_id: node.cluster_id,
-        target: leader,
-        proposals: codec::encode_proposals(proposals),
-    };
+    let request =
+        ForwardRequest { cluster_id: node.cluster_id, target: leader, proposals: codec::encode_proposals(proposals) };
     let mut request = tonic::Request::new(request);
     request.set_timeout(REQUEST_TIMEOUT);
     match client.forward(request).await {

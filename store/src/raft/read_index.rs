@@ -101,7 +101,8 @@ async fn read_index(node: &RaftNode, deadline: Instant) -> Result<u64> {
             }
             Err(_) => {
                 let previous = leader;
-                leader = node.wait_for_new_leader(previous, deadline.min(Instant::now() + Duration::from_millis(50))).await;
+                leader =
+                    node.wait_for_new_leader(previous, deadline.min(Instant::now() + Duration::from_millis(50))).await;
             }
         }
     }
