@@ -40,7 +40,25 @@ const FLUSH_QUEUE: usize = 1_024;
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<Engine>,
-    flush_tx: mpsc::Sender<IOFlushed<TypeConfig>>,
+    flusher: Arc<Flusher>,
+}
+
+/// The `raft-log-sync` thread and its queue. Dropping the last handle closes the queue and
+/// joins the thread, so the thread's hold on the database ends before the drop returns (a
+/// database closed by a detached thread while the process exits aborts inside RocksDB).
+struct Flusher {
+    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread only finishes the sync in progress; a panic there was already logged.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LogStore {
@@ -49,11 +67,12 @@ impl LogStore {
     pub fn new(engine: Arc<Engine>) -> Result<LogStore> {
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE);
         let flusher_engine = engine.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || run_flusher(&flusher_engine, flush_rx))
             .map_err(|e| RaftStorageError::Thread(e.to_string()))?;
-        Ok(LogStore { engine, flush_tx })
+        let flusher = Arc::new(Flusher { tx: Some(flush_tx), thread: Some(thread) });
+        Ok(LogStore { engine, flusher })
     }
 
     fn read_state<T: DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Result<Option<T>> {
@@ -236,10 +255,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         self.write_entries(entries)?;
-        self.flush_tx
-            .send(callback)
-            .await
-            .map_err(|_| io::Error::other("raft log sync thread is gone; entries are not durable"))
+        let gone = || io::Error::other("raft log sync thread is gone; entries are not durable");
+        let tx = self.flusher.tx.as_ref().ok_or_else(gone)?;
+        tx.send(callback).await.map_err(|_| gone())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> std::result::Result<(), io::Error> {

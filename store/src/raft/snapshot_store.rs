@@ -208,6 +208,8 @@ struct Dump {
     meta: SnapshotMeta,
     partial_path: PathBuf,
     done: oneshot::Receiver<Result<u64>>,
+    /// Joined once the dump is done, so the thread's hold on the database has ended.
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Starts the dump thread and waits until it has taken its RocksDB snapshot.
@@ -216,12 +218,12 @@ fn start_dump(engine: Arc<Engine>, dir: PathBuf) -> Result<Dump> {
     let (taken_tx, taken_rx) = std::sync::mpsc::sync_channel::<Result<SnapshotMeta>>(1);
     let (done_tx, done) = oneshot::channel();
     let path = partial_path.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("raft-snapshot".into())
         .spawn(move || dump(&engine, &path, &taken_tx, done_tx))
         .map_err(|e| RaftStorageError::Thread(e.to_string()))?;
     let meta = taken_rx.recv().map_err(|_| RaftStorageError::Thread("snapshot thread ended early".into()))??;
-    Ok(Dump { meta, partial_path, done })
+    Ok(Dump { meta, partial_path, done, thread })
 }
 
 /// The dump thread: RocksDB snapshot, its meta back to the caller, then the file.
@@ -271,12 +273,16 @@ pub struct SnapshotBuilder {
 impl SnapshotBuilder {
     async fn build(&mut self) -> Result<Snapshot> {
         let placeholder = Err(RaftStorageError::Thread("snapshot already built".into()));
-        let Dump { meta, partial_path, done } = std::mem::replace(&mut self.dump, placeholder)?;
+        let Dump { meta, partial_path, done, thread } = std::mem::replace(&mut self.dump, placeholder)?;
         let size_bytes = done.await.map_err(|_| RaftStorageError::Thread("snapshot thread ended early".into()))??;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || publish_build(&store, &meta, &partial_path, size_bytes))
-            .await
-            .map_err(|e| RaftStorageError::Thread(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            // The dump has sent its size; the thread is only returning.
+            let _ = thread.join();
+            publish_build(&store, &meta, &partial_path, size_bytes)
+        })
+        .await
+        .map_err(|e| RaftStorageError::Thread(e.to_string()))?
     }
 }
 
