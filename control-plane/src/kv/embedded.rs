@@ -1,0 +1,1 @@
+//! The store replica inside this process.

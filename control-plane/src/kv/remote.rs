@@ -1,0 +1,1 @@
+//! Any etcd v3 endpoint, through the etcd-client crate.
