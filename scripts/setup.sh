@@ -5,8 +5,9 @@ set -euo pipefail
 
 # protobuf-compiler: protoc for the etcd protos; libclang-dev/clang: RocksDB's bindgen;
 # etcd-client: the real etcdctl 3.4 the acceptance tests drive; etcd-server: real etcd 3.4,
-# the reference the differential tests and benchmarks compare against.
-PACKAGES=(protobuf-compiler libclang-dev clang etcd-client etcd-server)
+# the reference the differential tests and benchmarks compare against; kubectl: the real
+# client the control-plane acceptance tests drive (Debian's dispatcher package).
+PACKAGES=(protobuf-compiler libclang-dev clang etcd-client etcd-server kubectl)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -12,6 +12,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Role {
+    /// A local three-master cluster on loopback (Ctrl-C stops it).
+    Up(keel_control_plane::up::UpArgs),
+    /// A master: an embedded store replica and the Kubernetes API server on it.
+    Master(Box<keel_control_plane::master::MasterArgs>),
     /// The store alone: an etcd-compatible server (etcd's flag names).
     Store(StoreCommand),
     /// Benchmarks against any list of etcd v3 endpoints (Keel or real etcd).
@@ -51,6 +55,8 @@ fn main() -> Result<()> {
             let revision = keel_store::server::restore(&config, &snapshot)?;
             println!("restored {} into {} at revision {revision}", snapshot.display(), config.data_dir.display());
         }
+        Role::Up(args) => runtime.block_on(keel_control_plane::up::run(args))?,
+        Role::Master(args) => runtime.block_on(keel_control_plane::master::run(*args))?,
         Role::Bench(cmd) => runtime.block_on(keel_chaos::bench::run_command(cmd))?,
     }
     Ok(())

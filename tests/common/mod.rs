@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod control_plane;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,10 @@
 //! (watch delivery latency); [`stats`] owns percentiles and the table; [`conn`]
 //! owns endpoints and connections.
 //!
+//! `keel bench failover` measures leader failover ([`failover`]); `keel bench api` and
+//! `keel bench api-list` measure the Kubernetes API server over HTTPS ([`api`], with its
+//! client in [`https`]).
+//!
 //! Every key is under `/bench/<random run id>/`, so runs never collide and the
 //! cleanup is one prefix delete. (The revisions written stay in the store's
 //! history until someone compacts; the tool never compacts a store it does not own.)
@@ -16,8 +20,10 @@
 //! by `--timeout`. Errors are counted and reported; a test that keeps failing
 //! stops the run with a message naming what failed.
 
+pub mod api;
 mod conn;
 pub mod failover;
+mod https;
 mod kv;
 mod stats;
 mod watch;
@@ -59,7 +65,8 @@ impl TestKind {
     }
 }
 
-// `keel bench [flags]` runs the KV tests; `keel bench failover [flags]` the failover benchmark.
+// `keel bench [flags]` runs the KV tests; `keel bench failover [flags]` the failover benchmark;
+// `keel bench api` and `keel bench api-list` the API server benchmarks.
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BenchCommand {
@@ -73,6 +80,9 @@ pub struct BenchCommand {
 pub enum BenchAction {
     // about and long_about: on `FailoverArgs`.
     Failover(failover::FailoverArgs),
+    // about and long_about: on `ApiArgs` and `ApiListArgs`.
+    Api(api::ApiArgs),
+    ApiList(api::ApiListArgs),
 }
 
 /// Runs `keel bench` or one of its subcommands.
@@ -80,6 +90,8 @@ pub async fn run_command(cmd: BenchCommand) -> Result<(), BenchError> {
     match cmd.action {
         None => run(cmd.args).await,
         Some(BenchAction::Failover(args)) => failover::run(args).await,
+        Some(BenchAction::Api(args)) => api::run(args).await,
+        Some(BenchAction::ApiList(args)) => api::run_list(args).await,
     }
 }
 

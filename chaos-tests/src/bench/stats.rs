@@ -127,16 +127,35 @@ fn cells(row: &Row) -> [String; 9] {
 /// Renders rows as a markdown table with padded, aligned columns (text left,
 /// numbers right), followed by one `- test: note` line per row that has a note.
 pub fn render_table(rows: &[Row]) -> String {
-    let body: Vec<[String; 9]> = rows.iter().map(cells).collect();
-    let mut widths = HEADERS.map(str::len);
-    for r in &body {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.len());
+    let body: Vec<Vec<String>> = rows.iter().map(|r| cells(r).to_vec()).collect();
+    let mut out = render_grid(&HEADERS, &body);
+    let notes: Vec<String> =
+        rows.iter().filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.test))).collect();
+    if !notes.is_empty() {
+        out.push('\n');
+        for n in notes {
+            out.push_str(&n);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Renders any grid as an aligned markdown table: the first column left-aligned, the
+/// others right-aligned. A row with fewer cells than `headers` is padded with blanks;
+/// extra cells are ignored.
+pub fn render_grid(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let cell = |row: &[String], i: usize| row.get(i).map_or("", String::as_str).to_string();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len().max(1)).collect();
+    for r in rows {
+        for (i, w) in widths.iter_mut().enumerate() {
+            *w = (*w).max(cell(r, i).len());
         }
     }
     let line = |cols: &[String]| {
         let mut s = String::from("|");
-        for (i, (c, w)) in cols.iter().zip(widths.iter()).enumerate() {
+        for (i, w) in widths.iter().enumerate() {
+            let c = cell(cols, i);
             if i == 0 {
                 s.push_str(&format!(" {c:<w$} |"));
             } else {
@@ -146,7 +165,7 @@ pub fn render_table(rows: &[Row]) -> String {
         s
     };
     let mut out = String::new();
-    out.push_str(&line(&HEADERS.map(String::from)));
+    out.push_str(&line(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>()));
     out.push('\n');
     let mut sep = String::from("|");
     for (i, w) in widths.iter().enumerate() {
@@ -159,18 +178,9 @@ pub fn render_table(rows: &[Row]) -> String {
     }
     out.push_str(&sep);
     out.push('\n');
-    for r in &body {
+    for r in rows {
         out.push_str(&line(r));
         out.push('\n');
-    }
-    let notes: Vec<String> =
-        rows.iter().filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.test))).collect();
-    if !notes.is_empty() {
-        out.push('\n');
-        for n in notes {
-            out.push_str(&n);
-            out.push('\n');
-        }
     }
     out
 }
@@ -263,5 +273,15 @@ mod tests {
         assert_eq!(col(table[3], 3), "3", "lost column: {t}");
         assert_eq!(col(table[3], 6), "-", "no samples: {t}");
         assert!(t.contains("- watch: 3 events lost"), "{t}");
+    }
+
+    #[test]
+    fn grid_pads_short_rows_and_aligns() {
+        let t = render_grid(&["variant", "n"], &[vec!["list".into(), "10000".into()], vec!["table".into()]]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{t}");
+        assert_eq!(lines[2], "| list    | 10000 |");
+        assert_eq!(lines[3], "| table   |       |");
     }
 }

@@ -1,0 +1,99 @@
+//! Resource requests: parse the verb and options, read the body (bounded), and hand over to
+//! [`read`] (get, list), [`watch`], [`write`] (create, update, patch, delete) or
+//! [`subresource`] (status, scale, binding, log, exec).
+
+pub mod read;
+pub mod subresource;
+pub mod watch;
+pub mod write;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use super::request::{self, Query, Shape, Target, Verb};
+use super::status::ApiError;
+use super::{Api, MAX_BODY_BYTES};
+use crate::pki::ClientIdentity;
+
+/// One request, parsed: what handlers work from.
+pub struct Call {
+    pub target: Target,
+    pub verb: Verb,
+    pub query: Query,
+    pub shape: Shape,
+    pub content_type: String,
+    pub body: Bytes,
+    pub headers: HeaderMap,
+}
+
+pub async fn handle(
+    api: Arc<Api>,
+    _identity: Option<ClientIdentity>,
+    target: Target,
+    request: Request<Body>,
+) -> Response {
+    match prepare(target, request).await {
+        Ok(call) => dispatch(api, call).await.unwrap_or_else(IntoResponse::into_response),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn prepare(target: Target, request: Request<Body>) -> Result<Call, ApiError> {
+    let (parts, body) = request.into_parts();
+    let query = request::parse_query(parts.uri.query())?;
+    let verb = request::verb(&parts.method, &target, &query)?;
+    let body = read_body(body).await?;
+    Ok(Call {
+        shape: request::shape(&parts.headers),
+        content_type: request::content_type(&parts.headers),
+        target,
+        verb,
+        query,
+        body,
+        headers: parts.headers,
+    })
+}
+
+/// The whole body, or 413 past [`MAX_BODY_BYTES`].
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY_BYTES)),
+        Err(error) => Err(ApiError::bad_request(format!("reading the request body: {error}"))),
+    }
+}
+
+async fn dispatch(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
+    if call.target.subresource.is_some() {
+        return subresource::handle(&api, &call).await;
+    }
+    match call.verb {
+        Verb::Get => read::get(&api, &call).await,
+        Verb::List => read::list(&api, &call).await,
+        Verb::Watch => watch::watch(api, call).await,
+        Verb::Create => write::create(&api, &call).await,
+        Verb::Update => write::update(&api, &call).await,
+        Verb::Patch => write::patch(&api, &call).await,
+        Verb::Delete => write::delete(&api, &call).await,
+        Verb::DeleteCollection => write::delete_collection(&api, &call).await,
+    }
+}
+
+/// A JSON answer with a status code and optional `Warning` headers.
+pub fn respond(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
+    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response();
+    for warning in warnings.iter().take(32) {
+        let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}

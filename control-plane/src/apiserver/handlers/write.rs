@@ -1,0 +1,343 @@
+//! create, update, patch and delete: decode (strictly when asked), default, validate, run the
+//! resource's hooks, then one guarded store write.
+
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::read::Selectors;
+use super::{Call, respond};
+use crate::apiserver::request::FieldValidation;
+use crate::apiserver::resources::Resource;
+use crate::apiserver::status::ApiError;
+use crate::apiserver::storage::Stored;
+use crate::apiserver::{Api, apply, hooks, object};
+use crate::registry::{defaults, strict, validation};
+
+/// A decoded body and the field warnings it earned (fieldValidation=Warn).
+pub struct Decoded {
+    pub object: Value,
+    pub warnings: Vec<String>,
+}
+
+/// Decodes a JSON (or YAML) body; under Strict, unknown or duplicate fields are a 400.
+pub fn decode_body(resource: &Resource, call: &Call, yaml: bool) -> Result<Decoded, ApiError> {
+    if call.body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if !matches!(call.content_type.as_str(), "application/json" | "application/yaml" | "application/apply-patch+yaml")
+        && !call.content_type.ends_with("+json")
+    {
+        // Protobuf and CBOR bodies: clients fall back to JSON on a 415.
+        return Err(ApiError::unsupported_media_type(&call.content_type));
+    }
+    let checked = match yaml {
+        true => strict::field_problems_yaml(resource.plural, &call.body),
+        false => strict::field_problems(resource.plural, &call.body),
+    };
+    let (object, problems) = checked.map_err(|e| ApiError::bad_request(e.message()))?;
+    if !object.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    match call.query.field_validation {
+        FieldValidation::Strict if !problems.is_empty() => {
+            Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", "))))
+        }
+        FieldValidation::Warn => Ok(Decoded { object, warnings: problems }),
+        _ => Ok(Decoded { object, warnings: Vec::new() }),
+    }
+}
+
+/// apiVersion/kind must name this resource (filled in when absent).
+fn check_type(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    let api_version = resource.api_version();
+    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", resource.kind)] {
+        match object.get(field).and_then(Value::as_str) {
+            None | Some("") => object[field] = json!(expected),
+            Some(given) if given == expected => {}
+            Some(given) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({}) does not match the expected API version ({api_version}) or kind {given:?} is not {}",
+                    object.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                    resource.kind
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The namespace in the body must agree with the path's.
+fn check_namespace(call: &Call, object: &Value) -> Result<(), ApiError> {
+    if let (Some(path_namespace), Some(body_namespace)) =
+        (call.target.namespace.as_deref(), object::meta_str(object, "namespace"))
+    {
+        if !body_namespace.is_empty() && body_namespace != path_namespace {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Defaults, then validation (422 with causes).
+fn admit(resource: &Resource, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    defaults::apply_defaults(resource.plural, object);
+    let causes = validation::validate(resource.plural, object, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = object::name(object).unwrap_or("");
+    Err(ApiError::invalid(resource.group, resource.kind, name, &causes))
+}
+
+pub async fn create(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
+    let Decoded { mut object, warnings } = decode_body(resource, call, call.content_type.contains("yaml"))?;
+    let created = create_object(api, call, &mut object, call.query.field_manager.as_deref(), "Update").await?;
+    Ok(respond(StatusCode::CREATED, &created.object, &warnings))
+}
+
+/// The create path shared with server-side apply.
+pub async fn create_object(
+    api: &Api,
+    call: &Call,
+    object: &mut Value,
+    manager: Option<&str>,
+    operation: &str,
+) -> Result<Stored, ApiError> {
+    let resource = call.target.resource;
+    check_type(resource, object)?;
+    check_namespace(call, object)?;
+    let namespace = call.target.namespace.as_deref();
+    object::prepare_for_create(object, namespace.filter(|_| resource.namespaced));
+    let Some(name) = object::name(object).map(str::to_string) else {
+        let causes = [validation::FieldCause {
+            reason: "FieldValueRequired",
+            message: "Required value: name or generateName is required".into(),
+            field: "metadata.name".into(),
+        }];
+        return Err(ApiError::invalid(resource.group, resource.kind, "", &causes));
+    };
+    admit(resource, object, None)?;
+    hooks::check_namespace_open(api, resource, namespace).await?;
+    if let Some(manager) = manager {
+        apply::record_manager(object, manager, operation, &resource.api_version(), None);
+    }
+    hooks::before_create(resource, object);
+    hooks::create(api, resource, namespace, &name, object).await
+}
+
+/// The checks every update passes, whatever produced the new object (PUT, patch, apply).
+pub async fn update_object(
+    api: &Api,
+    call: &Call,
+    current: &Stored,
+    mut object: Value,
+    status_only: bool,
+) -> Result<Stored, ApiError> {
+    let resource = call.target.resource;
+    let namespace = call.target.namespace.as_deref();
+    let name = call.target.name.as_deref().unwrap_or_default();
+    check_type(resource, &mut object)?;
+    check_namespace(call, &object)?;
+    if object::name(&object).is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            object::name(&object).unwrap_or("")
+        )));
+    }
+    let precondition = object::meta_str(&object, "resourceVersion").map(str::to_string);
+    if let Some(expected) = precondition.filter(|rv| !rv.is_empty()) {
+        if expected != current.revision.to_string() {
+            return Err(ApiError::conflict(resource.group, resource.plural, name));
+        }
+    }
+    if status_only {
+        object::keep_all_but_status(&mut object, &current.object);
+    } else if resource.has_status {
+        object::keep_status(&mut object, &current.object);
+    }
+    object::prepare_for_update(&mut object, &current.object);
+    hooks::before_update(resource, &mut object, &current.object);
+    admit(resource, &mut object, Some(&current.object))?;
+    if object == current.object {
+        return Ok(current.clone());
+    }
+    let applying = call.content_type.starts_with("application/apply-patch");
+    if let Some(manager) = call.query.field_manager.as_deref().filter(|_| !applying) {
+        apply::record_manager(&mut object, manager, "Update", &resource.api_version(), None);
+    }
+    if hooks::finalized(&object) {
+        return api.storage.delete(resource, namespace, name, current.revision).await;
+    }
+    api.storage.update(resource, namespace, name, &object, current.revision).await
+}
+
+pub async fn update(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
+    let Decoded { object, warnings } = decode_body(resource, call, call.content_type.contains("yaml"))?;
+    let name = call.target.name.as_deref().unwrap_or_default();
+    let current = api.storage.get_existing(resource, call.target.namespace.as_deref(), name).await?;
+    let status_only = call.target.subresource.as_deref() == Some("status");
+    let updated = update_object(api, call, &current, object, status_only).await?;
+    Ok(respond(StatusCode::OK, &updated.object, &warnings))
+}
+
+/// The patch types kubectl and clients send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+pub fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
+    match content_type {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchType::Apply),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+/// `current` with `patch` applied.
+pub fn apply_patch(resource: &Resource, kind: PatchType, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
+    let parse_error = |e: serde_json::Error| ApiError::bad_request(format!("error decoding patch: {e}"));
+    match kind {
+        PatchType::Json => {
+            let operations: json_patch::Patch = serde_json::from_slice(body).map_err(parse_error)?;
+            let mut patched = current.clone();
+            json_patch::patch(&mut patched, &operations).map_err(|e| {
+                ApiError::invalid_patch(format!("the server rejected our request due to an error in our request: {e}"))
+            })?;
+            Ok(patched)
+        }
+        PatchType::Merge => {
+            let patch: Value = serde_json::from_slice(body).map_err(parse_error)?;
+            let mut patched = current.clone();
+            json_patch::merge(&mut patched, &patch);
+            Ok(patched)
+        }
+        PatchType::Strategic => {
+            let patch: Value = serde_json::from_slice(body).map_err(parse_error)?;
+            crate::patch::strategic::apply(resource.group, resource.kind, current, &patch)
+                .map_err(|e| ApiError::invalid_patch(e.to_string()))
+        }
+        PatchType::Apply => Err(ApiError::internal("apply patches go through server-side apply")),
+    }
+}
+
+pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
+    let kind = patch_type(&call.content_type)?;
+    if kind == PatchType::Apply {
+        return apply::server_side_apply(api, call).await;
+    }
+    let warnings = patch_field_warnings(resource, call, kind)?;
+    let namespace = call.target.namespace.as_deref();
+    let name = call.target.name.as_deref().unwrap_or_default();
+    let status_only = call.target.subresource.as_deref() == Some("status");
+    // Retried on conflict unless the patch itself names a resourceVersion.
+    for _ in 0..16 {
+        let current = api.storage.get_existing(resource, namespace, name).await?;
+        let patched = apply_patch(resource, kind, &current.object, &call.body)?;
+        match update_object(api, call, &current, patched, status_only).await {
+            Err(error) if error.reason == "Conflict" && !patch_names_version(&call.body) => continue,
+            outcome => return Ok(respond(StatusCode::OK, &outcome?.object, &warnings)),
+        }
+    }
+    Err(ApiError::conflict(resource.group, resource.plural, name))
+}
+
+/// Unknown or duplicate fields in a merge or strategic patch body (JSON patches have no
+/// object shape to check).
+fn patch_field_warnings(resource: &Resource, call: &Call, kind: PatchType) -> Result<Vec<String>, ApiError> {
+    if kind == PatchType::Json || call.query.field_validation == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let (_, problems) =
+        strict::field_problems(resource.plural, &call.body).map_err(|e| ApiError::bad_request(e.message()))?;
+    let problems: Vec<String> = problems.into_iter().filter(|p| !p.contains("$")).collect();
+    if call.query.field_validation == FieldValidation::Strict && !problems.is_empty() {
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", "))));
+    }
+    Ok(problems)
+}
+
+fn patch_names_version(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|patch| patch.pointer("/metadata/resourceVersion").cloned())
+        .is_some_and(|rv| !rv.is_null())
+}
+
+/// DeleteOptions from the body (all optional).
+struct DeleteOptions {
+    grace_period_seconds: Option<i64>,
+    precondition_uid: Option<String>,
+    precondition_revision: Option<String>,
+}
+
+fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
+    let options: Value = if call.body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&call.body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    Ok(DeleteOptions {
+        grace_period_seconds: options.get("gracePeriodSeconds").and_then(Value::as_i64),
+        precondition_uid: options.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        precondition_revision: options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
+    let namespace = call.target.namespace.as_deref();
+    let name = call.target.name.as_deref().unwrap_or_default();
+    let options = delete_options(call)?;
+    let current = api.storage.get_existing(resource, namespace, name).await?;
+    let uid = object::meta_str(&current.object, "uid").map(str::to_string);
+    if options.precondition_uid.as_ref().is_some_and(|expected| Some(expected) != uid.as_ref()) {
+        return Err(ApiError::conflict(resource.group, resource.plural, name));
+    }
+    if options.precondition_revision.as_ref().is_some_and(|rv| *rv != current.revision.to_string()) {
+        return Err(ApiError::conflict(resource.group, resource.plural, name));
+    }
+    let outcome = hooks::delete(api, resource, namespace, name, current, options.grace_period_seconds).await?;
+    Ok(respond(StatusCode::OK, &outcome.object, &[]))
+}
+
+pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
+    let selectors = Selectors::parse(resource, &call.query.label_selector, &call.query.field_selector)?;
+    let page = api.storage.list(resource, call.target.namespace.as_deref(), 0, None, 0).await?;
+    let mut deleted = Vec::new();
+    for object in page.items.into_iter().filter(|o| selectors.matches(resource, o)) {
+        let Some(name) = object::name(&object).map(str::to_string) else { continue };
+        let namespace = object::meta_str(&object, "namespace").map(str::to_string);
+        let current = match api.storage.get(resource, namespace.as_deref(), &name).await? {
+            Some(current) => current,
+            None => continue,
+        };
+        match hooks::delete(api, resource, namespace.as_deref(), &name, current, None).await {
+            Ok(outcome) => deleted.push(outcome.object),
+            Err(error) if error.code == StatusCode::NOT_FOUND => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": { "resourceVersion": page.revision.to_string() },
+        "items": deleted,
+    });
+    Ok(respond(StatusCode::OK, &list, &[]))
+}

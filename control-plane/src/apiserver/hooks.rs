@@ -1,0 +1,316 @@
+//! What particular resources do beyond plain storage: namespaces must exist (and not be
+//! terminating) for objects to be created in them; pods start Pending and are deleted
+//! gracefully; services get a cluster IP and node ports (claimed in the store, so two services
+//! never share one); objects with finalizers linger with a deletionTimestamp; deleting a
+//! namespace deletes what is in it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Api;
+use super::object;
+use super::resources::{RESOURCES, Resource};
+use super::status::ApiError;
+use super::storage::Stored;
+use crate::kv::{Compare, OpResult, Range, Txn, TxnOp};
+
+/// Service cluster IPs come from 10.96.0.0/12 (Kubernetes' default service CIDR).
+const SERVICE_NET: u32 = 0x0a60_0000;
+const SERVICE_NET_SIZE: u32 = 1 << 20;
+/// Node ports come from Kubernetes' default range.
+const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+/// Tries at finding a free IP or port before giving up.
+const ALLOCATION_ATTEMPTS: usize = 32;
+/// Deleting a namespace's contents: objects per resource per pass, and passes.
+const NAMESPACE_CLEANUP_PASSES: usize = 100;
+
+/// 404 when the namespace is missing, 403 when it is being deleted.
+pub async fn check_namespace_open(api: &Api, resource: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
+    let Some(namespace) = namespace.filter(|_| resource.namespaced) else { return Ok(()) };
+    let namespaces = namespaces();
+    let Some(stored) = api.storage.get(namespaces, None, namespace).await? else {
+        return Err(ApiError::not_found("", "namespaces", namespace));
+    };
+    if object::meta_str(&stored.object, "deletionTimestamp").is_some() {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+            resource.qualified_plural(),
+            object::name(&stored.object).unwrap_or("")
+        )));
+    }
+    Ok(())
+}
+
+fn namespaces() -> &'static Resource {
+    &RESOURCES[0]
+}
+
+/// Server-set fields of a new object.
+pub fn before_create(resource: &Resource, object: &mut Value) {
+    match resource.plural {
+        "pods" => {
+            if object.get("status").is_none_or(|s| s.get("phase").is_none()) {
+                object["status"] = json!({ "phase": "Pending", "qosClass": "BestEffort" });
+            }
+        }
+        "namespaces" => object["status"] = json!({ "phase": "Active" }),
+        "deployments" | "replicasets" if object.get("status").is_none() => object["status"] = json!({}),
+        _ => {}
+    }
+}
+
+/// Carries over what an update may leave out but must not lose (a service's allocations).
+pub fn before_update(resource: &Resource, object: &mut Value, old: &Value) {
+    if resource.plural != "services" {
+        return;
+    }
+    for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+        if object.pointer(&format!("/spec/{field}")).is_none() {
+            if let (Some(value), Some(spec)) = (old.pointer(&format!("/spec/{field}")), object.get_mut("spec")) {
+                spec[field] = value.clone();
+            }
+        }
+    }
+    let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for port in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+            let same = old_ports.iter().find(|o| o.get("port") == port.get("port") && o.get("nodePort").is_some());
+            if let Some(node_port) = same.and_then(|o| o.get("nodePort")) {
+                port["nodePort"] = node_port.clone();
+            }
+        }
+    }
+}
+
+/// An object whose deletion was waiting only for its finalizers, which are now gone.
+pub fn finalized(object: &Value) -> bool {
+    let deleting = object::meta_str(object, "deletionTimestamp").is_some();
+    let finalizers = object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    deleting && !finalizers
+}
+
+/// Stores a new object; a service claims its cluster IP and node ports in the same txn.
+pub async fn create(
+    api: &Api,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    object: &mut Value,
+) -> Result<Stored, ApiError> {
+    if resource.plural != "services" {
+        return api.storage.create(resource, namespace, name, object).await;
+    }
+    for _ in 0..ALLOCATION_ATTEMPTS {
+        let claims = allocate_service(object);
+        match create_with_claims(api, resource, namespace, name, object, &claims).await? {
+            Some(stored) => return Ok(stored),
+            None => continue,
+        }
+    }
+    Err(ApiError::internal("no free cluster IP or node port found"))
+}
+
+/// The keys a service claims: its cluster IP and node ports.
+fn allocate_service(service: &mut Value) -> Vec<Vec<u8>> {
+    let mut claims = Vec::new();
+    let service_type = service.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let Some(spec) = service.get_mut("spec").filter(|s| s.is_object()) else { return claims };
+    if service_type != "ExternalName" {
+        let ip = match spec.get("clusterIP").and_then(Value::as_str) {
+            Some("None") => None,
+            Some(ip) if !ip.is_empty() => Some(ip.to_string()),
+            _ => {
+                let offset = rand::random_range(10..SERVICE_NET_SIZE - 1);
+                Some(std::net::Ipv4Addr::from(SERVICE_NET + offset).to_string())
+            }
+        };
+        if let Some(ip) = ip {
+            claims.push(format!("/registry/keel/serviceips/{ip}").into_bytes());
+            spec["clusterIP"] = json!(ip);
+            spec["clusterIPs"] = json!([ip]);
+        }
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+    }
+    if service_type == "NodePort" || service_type == "LoadBalancer" {
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for port in ports.iter_mut() {
+                let node_port = port
+                    .get("nodePort")
+                    .and_then(Value::as_u64)
+                    .unwrap_or_else(|| rand::random_range(NODE_PORTS) as u64);
+                port["nodePort"] = json!(node_port);
+                claims.push(format!("/registry/keel/nodeports/{node_port}").into_bytes());
+            }
+        }
+    }
+    claims
+}
+
+/// Creates the object and every claim key at once; None when a claim was taken.
+async fn create_with_claims(
+    api: &Api,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    object: &Value,
+    claims: &[Vec<u8>],
+) -> Result<Option<Stored>, ApiError> {
+    let key = resource.key(namespace, name).into_bytes();
+    let owner = key.clone();
+    let mut compare = vec![Compare::mod_revision(&key, 0)];
+    compare.extend(claims.iter().map(|claim| Compare::mod_revision(claim, 0)));
+    let mut success = vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }];
+    success.extend(claims.iter().map(|claim| TxnOp::Put { key: claim.clone(), value: owner.clone(), lease: 0 }));
+    let txn = Txn { compare, success, failure: vec![TxnOp::Get(Range::key(&key))] };
+    let outcome = api.storage.kv.txn(txn).await?;
+    if outcome.succeeded {
+        let mut created = object.clone();
+        object::set_resource_version(&mut created, outcome.revision);
+        return Ok(Some(Stored { object: created, revision: outcome.revision }));
+    }
+    match outcome.results.first() {
+        Some(OpResult::Get(existing)) if !existing.kvs.is_empty() => {
+            Err(ApiError::already_exists(resource.group, resource.plural, name))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Deletes an object the way its resource wants: at once, or by setting deletionTimestamp
+/// (finalizers pending, graceful pod deletion, namespace cleanup).
+pub async fn delete(
+    api: &Api,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    current: Stored,
+    grace_period_seconds: Option<i64>,
+) -> Result<Stored, ApiError> {
+    let has_finalizers =
+        current.object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let grace = match resource.plural {
+        "pods" => pod_grace_seconds(&current.object, grace_period_seconds),
+        _ => 0,
+    };
+    if resource.plural == "namespaces" {
+        let marked = mark_deleting(api, resource, namespace, name, &current, 0).await?;
+        tokio::spawn(clean_namespace(api.storage.clone(), name.to_string()));
+        return Ok(marked);
+    }
+    if has_finalizers || grace > 0 {
+        let marked = mark_deleting(api, resource, namespace, name, &current, grace).await?;
+        if grace > 0 && !has_finalizers {
+            tokio::spawn(reap_unclaimed_pod(
+                api.storage.clone(),
+                namespace.map(str::to_string),
+                name.to_string(),
+                grace,
+            ));
+        }
+        return Ok(marked);
+    }
+    let deleted = api.storage.delete(resource, namespace, name, current.revision).await?;
+    if resource.plural == "services" {
+        release_service(api, &deleted.object).await;
+    }
+    Ok(deleted)
+}
+
+/// A pod on a node is deleted gracefully (the node agent confirms); an unscheduled one at once.
+fn pod_grace_seconds(pod: &Value, asked: Option<i64>) -> i64 {
+    let scheduled = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let terminal = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    if !scheduled || terminal {
+        return 0;
+    }
+    let default = pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+    asked.unwrap_or(default).max(0)
+}
+
+async fn mark_deleting(
+    api: &Api,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    current: &Stored,
+    grace: i64,
+) -> Result<Stored, ApiError> {
+    if object::meta_str(&current.object, "deletionTimestamp").is_some() {
+        return Ok(current.clone());
+    }
+    let mut marked = current.object.clone();
+    let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+    let metadata = object::metadata_mut(&mut marked);
+    metadata.insert("deletionTimestamp".into(), json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+    metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    if resource.plural == "namespaces" {
+        marked["status"] = json!({ "phase": "Terminating" });
+    }
+    api.storage.update(resource, namespace, name, &marked, current.revision).await
+}
+
+/// Frees a deleted service's cluster IP and node ports.
+async fn release_service(api: &Api, service: &Value) {
+    let mut keys = Vec::new();
+    if let Some(ip) = service.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|ip| *ip != "None") {
+        keys.push(format!("/registry/keel/serviceips/{ip}"));
+    }
+    for port in service.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(node_port) = port.get("nodePort").and_then(Value::as_u64) {
+            keys.push(format!("/registry/keel/nodeports/{node_port}"));
+        }
+    }
+    for key in keys {
+        if let Err(error) = api.storage.kv.delete(key.clone().into_bytes(), None).await {
+            tracing::warn!(%key, %error, "releasing a service allocation failed");
+        }
+    }
+}
+
+/// Until node agents exist to confirm, a terminating pod whose node is not registered is
+/// removed when its grace period ends (what Kubernetes' pod garbage collector does for pods
+/// on missing nodes).
+async fn reap_unclaimed_pod(storage: super::storage::Storage, namespace: Option<String>, name: String, grace: i64) {
+    tokio::time::sleep(Duration::from_secs(grace.max(0) as u64)).await;
+    let Some(pods) = super::resources::find("", "v1", "pods") else { return };
+    let Some(nodes) = super::resources::find("", "v1", "nodes") else { return };
+    let Ok(Some(pod)) = storage.get(pods, namespace.as_deref(), &name).await else { return };
+    if object::meta_str(&pod.object, "deletionTimestamp").is_none() {
+        return;
+    }
+    let node = pod.object.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
+    if matches!(storage.get(nodes, None, &node).await, Ok(Some(_))) {
+        return;
+    }
+    if let Err(error) = storage.delete(pods, namespace.as_deref(), &name, pod.revision).await {
+        tracing::debug!(?error, %name, "reaping a terminated pod");
+    }
+}
+
+/// Deletes everything in a terminating namespace, then the namespace.
+async fn clean_namespace(storage: super::storage::Storage, namespace: String) {
+    for _ in 0..NAMESPACE_CLEANUP_PASSES {
+        let mut left = 0;
+        for resource in RESOURCES.iter().filter(|r| r.namespaced) {
+            let prefix = resource.prefix(Some(&namespace));
+            let end = crate::kv::prefix_end(prefix.as_bytes());
+            match storage.kv.delete(prefix.into_bytes(), Some(end)).await {
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%namespace, %error, "cleaning a namespace");
+                    left += 1;
+                }
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Ok(Some(stored)) = storage.get(namespaces(), None, &namespace).await else { return };
+    if let Err(error) = storage.delete(namespaces(), None, &namespace, stored.revision).await {
+        tracing::warn!(%namespace, ?error, "deleting a cleaned namespace");
+    }
+}

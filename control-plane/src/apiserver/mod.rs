@@ -1,0 +1,45 @@
+//! The Kubernetes-compatible API server.
+//!
+//! A request goes: [`server`] (TLS, client certificate → identity, 401) → [`router`] (paths
+//! that are not resources: version, health, discovery, OpenAPI) → [`handlers`] (one module per
+//! verb family) → [`storage`] (objects in the store through the `Kv` trait). Pure pieces sit
+//! beside them: [`request`] parsing, [`resources`] catalog, [`object`] metadata rules,
+//! [`hooks`] per-resource behaviour (service IPs, graceful pod deletion, namespaces),
+//! [`apply`] server-side apply, [`table`] + [`printers`] for kubectl's columns,
+//! [`selectors`], [`status`] errors.
+
+pub mod apply;
+pub mod discovery;
+pub mod handlers;
+pub mod hooks;
+pub mod object;
+pub mod openapi;
+pub mod printers;
+pub mod request;
+pub mod resources;
+pub mod router;
+pub mod selectors;
+pub mod server;
+pub mod status;
+pub mod storage;
+pub mod table;
+
+use std::sync::Arc;
+
+use crate::kv::Kv;
+
+/// Request bodies larger than this get 413 (kube-apiserver's limit is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What every handler shares.
+pub struct Api {
+    pub storage: storage::Storage,
+    /// The address clients reach this server at, for plain `/api` discovery.
+    pub server_address: String,
+}
+
+impl Api {
+    pub fn new(kv: Arc<dyn Kv>, server_address: String) -> Arc<Api> {
+        Arc::new(Api { storage: storage::Storage::new(kv), server_address })
+    }
+}

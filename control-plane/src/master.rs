@@ -1,0 +1,129 @@
+//! `keel master`: a store replica (or a remote etcd) plus the API server on it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::apiserver::{self, Api};
+use crate::kv::Kv;
+use crate::kv::embedded::EmbeddedKv;
+use crate::kv::remote::{RemoteKv, RemoteTls};
+use crate::pki;
+
+/// Namespaces every cluster has.
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+/// How long start-up keeps trying to create the system namespaces (the store may still be
+/// electing its first leader).
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bookmarks and watch progress: how often an idle store watch reports its revision.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(clap::Args, Debug)]
+pub struct MasterArgs {
+    /// The embedded store replica, with etcd's flag names.
+    #[command(flatten)]
+    pub store: keel_store::config::StoreArgs,
+    /// Use these etcd v3 endpoints (comma-separated) instead of an embedded store replica.
+    #[arg(long, value_delimiter = ',')]
+    pub store_endpoints: Vec<String>,
+    /// CA, certificate and key for TLS to `--store-endpoints`.
+    #[arg(long)]
+    pub store_cacert: Option<PathBuf>,
+    #[arg(long)]
+    pub store_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub store_key: Option<PathBuf>,
+    /// Where the API server listens (HTTPS).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub api_listen: SocketAddr,
+    /// The cluster PKI: CA and certificates, generated on first start.
+    #[arg(long, default_value = ".keel/pki")]
+    pub pki_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("store flags: {0}")]
+    Config(#[from] keel_store::config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] keel_store::server::ServeError),
+    #[error("remote store: {0}")]
+    Remote(#[from] crate::kv::KvError),
+    #[error("pki: {0}")]
+    Pki(#[from] pki::PkiError),
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("--store-cacert, --store-cert and --store-key go together")]
+    HalfStoreTls,
+}
+
+/// Runs a master until SIGINT or SIGTERM.
+pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
+    let hosts = vec![args.api_listen.ip().to_string()];
+    let cluster_pki = pki::ensure(&args.pki_dir, &hosts)?;
+    let tls = Arc::new(pki::server_config(&cluster_pki)?);
+    let (kv, embedded): (Arc<dyn Kv>, _) = if args.store_endpoints.is_empty() {
+        let mut config = args.store.into_config()?;
+        config.progress_notify_interval = config.progress_notify_interval.min(PROGRESS_INTERVAL);
+        let running = keel_store::server::start(config).await?;
+        (Arc::new(EmbeddedKv::new(running.store.clone())), Some(running))
+    } else {
+        let remote_tls = match (args.store_cacert, args.store_cert, args.store_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(RemoteTls { ca, cert, key }),
+            (None, None, None) => None,
+            _ => return Err(MasterError::HalfStoreTls),
+        };
+        (Arc::new(RemoteKv::connect(&args.store_endpoints, remote_tls).await?), None)
+    };
+    let api = Api::new(kv, format!("{}", args.api_listen));
+    let listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .map_err(|source| MasterError::Listen { addr: args.api_listen, source })?;
+    tokio::spawn(bootstrap(api.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(apiserver::server::serve(api, listener, tls, stop_rx));
+    tracing::info!(listen = %args.api_listen, "keel master is serving the API");
+    match &embedded {
+        Some(running) => tokio::select! {
+            _ = crate::signals::shutdown() => tracing::info!("shutting down"),
+            _ = running.removed() => tracing::warn!("this member was removed from the cluster; stopping"),
+        },
+        None => crate::signals::shutdown().await,
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    if let Some(running) = embedded {
+        running.stop().await;
+    }
+    Ok(())
+}
+
+/// Creates the system namespaces (every master tries; the first wins, the rest see
+/// AlreadyExists).
+async fn bootstrap(api: Arc<Api>) {
+    let deadline = tokio::time::Instant::now() + BOOTSTRAP_TIMEOUT;
+    let Some(namespaces) = apiserver::resources::find("", "v1", "namespaces") else { return };
+    for name in SYSTEM_NAMESPACES {
+        loop {
+            let mut namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+            apiserver::object::prepare_for_create(&mut namespace, None);
+            crate::registry::defaults::apply_defaults("namespaces", &mut namespace);
+            apiserver::hooks::before_create(namespaces, &mut namespace);
+            match api.storage.create(namespaces, None, name, &namespace).await {
+                Ok(_) => break,
+                Err(error) if error.reason == "AlreadyExists" => break,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(?error, "creating system namespaces; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    tracing::error!(?error, %name, "could not create a system namespace");
+                    break;
+                }
+            }
+        }
+    }
+}
