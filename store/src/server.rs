@@ -1,12 +1,15 @@
 //! Starting a store member: check the data directory, open the engine, start Raft (log store,
 //! state machine, peers), the watch hub, lease expiry and compaction, and serve the etcd v3 API
-//! and the peer API until SIGINT/SIGTERM.
+//! and the peer API. [`start`] returns the running member (the API server embeds one this
+//! way); [`run`] is `keel store`: start, wait for SIGINT/SIGTERM, stop.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tonic::Request;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
@@ -159,54 +162,127 @@ fn min_lease_ttl_seconds(settings: &crate::raft::node::RaftSettings) -> i64 {
     ((millis + 999) / 1000).max(MIN_LEASE_TTL_SECONDS)
 }
 
-/// Runs a store member until SIGINT or SIGTERM.
-pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
+/// A store member that is serving: its peer and client ports listen, and lease expiry and
+/// auto-compaction run. Whoever started it owns it and calls [`RunningStore::stop`].
+pub struct RunningStore {
+    /// The member's state, for callers in the same process (the API server's embedded store).
+    pub store: Arc<Store>,
+    /// The client addresses bound, in `--listen-client-urls` order (a port 0 is resolved).
+    pub client_addrs: Vec<SocketAddr>,
+    /// The peer addresses bound, in `--listen-peer-urls` order.
+    pub peer_addrs: Vec<SocketAddr>,
+    /// Tells the gRPC servers to stop accepting and drain.
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    /// The peer and client gRPC servers; each ends after `stop_tx` fires.
+    servers: Vec<JoinHandle<()>>,
+    /// Lease expiry and auto-compaction: loops that never end by themselves.
+    background: Vec<JoinHandle<()>>,
+}
+
+impl RunningStore {
+    /// Waits until this member is removed from its cluster (it then should stop).
+    pub async fn removed(&self) {
+        self.store.node.removed.notified().await;
+    }
+
+    /// Stops serving: the gRPC servers drain and end, the background loops stop, then Raft
+    /// shuts down. Callers still holding `store` may read it, but it takes no more writes.
+    pub async fn stop(self) {
+        let _ = self.stop_tx.send(true);
+        for server in self.servers {
+            let _ = server.await;
+        }
+        for task in self.background {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Err(error) = self.store.node.raft.shutdown().await {
+            tracing::warn!(%error, "Raft did not shut down cleanly");
+        }
+    }
+}
+
+/// Opens the store described by `config`, serves its peer and client ports and starts lease
+/// expiry and auto-compaction. Returns once everything listens; the member may still be
+/// electing a leader (requests wait for one). On an error after the store opened, what was
+/// started is stopped again before the error is returned.
+pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Peers must reach this member before it can take part in elections or be asked for its
     // membership, so the peer port listens before Raft starts.
     let mut peer_listeners = Vec::new();
     for listen in &config.listen_peer {
-        let listener =
-            TcpListener::bind(listen.addr).await.map_err(|source| ServeError::Listen { addr: listen.addr, source })?;
-        peer_listeners.push(listener);
+        peer_listeners.push(bind(listen).await?);
     }
+    let peer_addrs = local_addrs(&peer_listeners);
     let store = open(&config).await?;
-    let mut servers = Vec::new();
-    for listener in peer_listeners {
-        servers.push(tokio::spawn(serve_peers(store.clone(), &config, listener, stop_rx.clone())?));
+    let mut running = RunningStore {
+        store,
+        client_addrs: Vec::new(),
+        peer_addrs,
+        stop_tx,
+        servers: Vec::new(),
+        background: Vec::new(),
+    };
+    if let Err(error) = serve_all(&mut running, &config, peer_listeners, stop_rx).await {
+        running.stop().await;
+        return Err(error);
     }
-    tokio::spawn(expire_leases(store.clone()));
+    tracing::info!(
+        name = %config.name,
+        member_id = format!("{:x}", running.store.member.id),
+        revision = running.store.current_revision(),
+        listen = ?running.client_addrs,
+        "keel store is serving"
+    );
+    Ok(running)
+}
+
+/// Starts the peer servers, the background loops and the client servers of an opened store.
+async fn serve_all(
+    running: &mut RunningStore,
+    config: &StoreConfig,
+    peer_listeners: Vec<TcpListener>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let store = running.store.clone();
+    for listener in peer_listeners {
+        running.servers.push(tokio::spawn(serve_peers(store.clone(), config, listener, stop_rx.clone())?));
+    }
+    running.background.push(tokio::spawn(expire_leases(store.clone())));
     if let Some(retention) = config.auto_compaction_retention {
-        tokio::spawn(compactor::auto_compact(store.clone(), retention));
+        running.background.push(tokio::spawn(compactor::auto_compact(store.clone(), retention)));
     }
     let tls = match &config.tls {
         Some(files) => Some(tls_config(files)?),
         None => None,
     };
     for listen in &config.listen_client {
-        let listener =
-            TcpListener::bind(listen.addr).await.map_err(|source| ServeError::Listen { addr: listen.addr, source })?;
+        let listener = bind(listen).await?;
+        running.client_addrs.extend(listener.local_addr().ok());
         let tls = if listen.tls { tls.clone() } else { None };
-        servers.push(tokio::spawn(serve(store.clone(), &config, listen.clone(), listener, tls, stop_rx.clone())?));
+        let server = serve(store.clone(), config, listen.clone(), listener, tls, stop_rx.clone())?;
+        running.servers.push(tokio::spawn(server));
     }
-    tracing::info!(
-        name = %config.name,
-        member_id = format!("{:x}", store.member.id),
-        revision = store.current_revision(),
-        listen = ?config.listen_client.iter().map(|l| l.addr).collect::<Vec<_>>(),
-        "keel store is serving"
-    );
+    Ok(())
+}
+
+async fn bind(listen: &Listen) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(listen.addr).await.map_err(|source| ServeError::Listen { addr: listen.addr, source })
+}
+
+fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+}
+
+/// Runs a store member until SIGINT or SIGTERM (or until it is removed from the cluster).
+pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
+    let running = start(config).await?;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
-        _ = store.node.removed.notified() => tracing::info!("removed from the cluster: shutting down"),
+        _ = running.removed() => tracing::info!("removed from the cluster: shutting down"),
     }
-    let _ = stop_tx.send(true);
-    for server in servers {
-        let _ = server.await;
-    }
-    if let Err(error) = store.node.raft.shutdown().await {
-        tracing::warn!(%error, "Raft did not shut down cleanly");
-    }
+    running.stop().await;
     Ok(())
 }
 

@@ -68,6 +68,17 @@ impl Store {
         self.proposer.propose(proposal).await
     }
 
+    /// A positive lease ID that no lease has, for a grant whose client let the server choose
+    /// (etcd clients send 0). Chosen before proposing: applying must stay deterministic.
+    pub fn unused_lease_id(&self) -> i64 {
+        loop {
+            let id = (rand::random::<u64>() >> 1) as i64;
+            if id != 0 && !self.lessor.exists(id) {
+                return id;
+            }
+        }
+    }
+
     /// A lease call the leader answers (forwarded when this member does not lead).
     pub async fn lease_call(
         &self,

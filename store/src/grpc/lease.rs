@@ -31,18 +31,6 @@ pub struct LeaseService {
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
-impl LeaseService {
-    /// A positive lease ID that no lease has (etcd clients send 0 to ask for one).
-    fn new_lease_id(&self) -> i64 {
-        loop {
-            let id = (rand::random::<u64>() >> 1) as i64;
-            if id != 0 && !self.store.lessor.exists(id) {
-                return id;
-            }
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl Lease for LeaseService {
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -50,7 +38,7 @@ impl Lease for LeaseService {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         let request = request.into_inner();
         let ttl_seconds = self.store.lessor.effective_ttl(request.ttl)?;
-        let id = if request.id == 0 { self.new_lease_id() } else { request.id };
+        let id = if request.id == 0 { self.store.unused_lease_id() } else { request.id };
         match self.store.propose(Proposal::LeaseGrant { id, ttl_seconds }).await? {
             Applied::LeaseGrant { id, ttl_seconds, revision } => Ok(Response::new(LeaseGrantResponse {
                 header: Some(self.store.header(revision)),
