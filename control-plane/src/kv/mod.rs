@@ -10,6 +10,7 @@
 
 pub mod embedded;
 pub mod remote;
+mod wire;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -29,7 +30,7 @@ pub struct KeyValue {
 }
 
 /// A range read: one key (`range_end` None) or `[key, range_end)`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Range {
     pub key: Vec<u8>,
     pub range_end: Option<Vec<u8>>,
@@ -99,9 +100,16 @@ impl Compare {
 /// One operation inside a txn.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxnOp {
-    Put { key: Vec<u8>, value: Vec<u8>, lease: i64 },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: i64,
+    },
     /// Deletes one key (`range_end` None) or `[key, range_end)`.
-    Delete { key: Vec<u8>, range_end: Option<Vec<u8>> },
+    Delete {
+        key: Vec<u8>,
+        range_end: Option<Vec<u8>>,
+    },
     Get(Range),
 }
 
@@ -116,9 +124,14 @@ pub struct Txn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpResult {
     /// The previous value, if the key existed.
-    Put { prev: Option<KeyValue> },
+    Put {
+        prev: Option<KeyValue>,
+    },
     /// How many keys were deleted, and their previous values.
-    Delete { deleted: i64, prev: Vec<KeyValue> },
+    Delete {
+        deleted: i64,
+        prev: Vec<KeyValue>,
+    },
     Get(RangeResult),
 }
 
@@ -160,7 +173,9 @@ pub type WatchStream = mpsc::Receiver<Result<WatchBatch, KvError>>;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum KvError {
-    /// The revision asked for is older than the store's compaction point.
+    /// The revision asked for is older than the store's compaction point. `compact_revision`
+    /// is that point, or 0 when the store did not say (etcd's read error does not; its watch
+    /// cancellation does).
     #[error("required revision has been compacted (compact revision {compact_revision})")]
     Compacted { compact_revision: i64 },
     #[error("required revision is a future revision")]
@@ -183,13 +198,11 @@ pub trait Kv: Send + Sync + 'static {
     fn range(&self, range: Range) -> BoxFuture<'_, Result<RangeResult, KvError>>;
 
     /// Puts one key; returns the new revision and the previous value.
-    fn put(&self, key: Vec<u8>, value: Vec<u8>, lease: i64)
-    -> BoxFuture<'_, Result<(i64, Option<KeyValue>), KvError>>;
+    fn put(&self, key: Vec<u8>, value: Vec<u8>, lease: i64) -> BoxFuture<'_, Result<(i64, Option<KeyValue>), KvError>>;
 
     /// Deletes one key or `[key, range_end)`; returns the revision after the delete and the
     /// deleted values.
-    fn delete(&self, key: Vec<u8>, range_end: Option<Vec<u8>>)
-    -> BoxFuture<'_, Result<(i64, Vec<KeyValue>), KvError>>;
+    fn delete(&self, key: Vec<u8>, range_end: Option<Vec<u8>>) -> BoxFuture<'_, Result<(i64, Vec<KeyValue>), KvError>>;
 
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResult, KvError>>;
 
