@@ -204,7 +204,8 @@ impl RunningStore {
 
 /// Opens the store described by `config`, serves its peer and client ports and starts lease
 /// expiry and auto-compaction. Returns once everything listens; the member may still be
-/// electing a leader (requests wait for one).
+/// electing a leader (requests wait for one). On an error after the store opened, what was
+/// started is stopped again before the error is returned.
 pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Peers must reach this member before it can take part in elections or be asked for its
@@ -215,33 +216,55 @@ pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
     }
     let peer_addrs = local_addrs(&peer_listeners);
     let store = open(&config).await?;
-    let mut servers = Vec::new();
-    for listener in peer_listeners {
-        servers.push(tokio::spawn(serve_peers(store.clone(), &config, listener, stop_rx.clone())?));
+    let mut running = RunningStore {
+        store,
+        client_addrs: Vec::new(),
+        peer_addrs,
+        stop_tx,
+        servers: Vec::new(),
+        background: Vec::new(),
+    };
+    if let Err(error) = serve_all(&mut running, &config, peer_listeners, stop_rx).await {
+        running.stop().await;
+        return Err(error);
     }
-    let mut background = vec![tokio::spawn(expire_leases(store.clone()))];
+    tracing::info!(
+        name = %config.name,
+        member_id = format!("{:x}", running.store.member.id),
+        revision = running.store.current_revision(),
+        listen = ?running.client_addrs,
+        "keel store is serving"
+    );
+    Ok(running)
+}
+
+/// Starts the peer servers, the background loops and the client servers of an opened store.
+async fn serve_all(
+    running: &mut RunningStore,
+    config: &StoreConfig,
+    peer_listeners: Vec<TcpListener>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let store = running.store.clone();
+    for listener in peer_listeners {
+        running.servers.push(tokio::spawn(serve_peers(store.clone(), config, listener, stop_rx.clone())?));
+    }
+    running.background.push(tokio::spawn(expire_leases(store.clone())));
     if let Some(retention) = config.auto_compaction_retention {
-        background.push(tokio::spawn(compactor::auto_compact(store.clone(), retention)));
+        running.background.push(tokio::spawn(compactor::auto_compact(store.clone(), retention)));
     }
     let tls = match &config.tls {
         Some(files) => Some(tls_config(files)?),
         None => None,
     };
-    let mut client_addrs = Vec::new();
     for listen in &config.listen_client {
         let listener = bind(listen).await?;
-        client_addrs.extend(listener.local_addr().ok());
+        running.client_addrs.extend(listener.local_addr().ok());
         let tls = if listen.tls { tls.clone() } else { None };
-        servers.push(tokio::spawn(serve(store.clone(), &config, listen.clone(), listener, tls, stop_rx.clone())?));
+        let server = serve(store.clone(), config, listen.clone(), listener, tls, stop_rx.clone())?;
+        running.servers.push(tokio::spawn(server));
     }
-    tracing::info!(
-        name = %config.name,
-        member_id = format!("{:x}", store.member.id),
-        revision = store.current_revision(),
-        listen = ?client_addrs,
-        "keel store is serving"
-    );
-    Ok(RunningStore { store, client_addrs, peer_addrs, stop_tx, servers, background })
+    Ok(())
 }
 
 async fn bind(listen: &Listen) -> Result<TcpListener, ServeError> {

@@ -32,6 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a ping every 5 s).
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long etcd may take to confirm a new watch.
+const WATCH_CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response accepted (a list of many large objects; etcd itself sends up to 2 GiB).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
@@ -123,7 +125,9 @@ impl RemoteKv {
         // The request half stays open while the watch runs: etcd keeps serving a stream whose
         // client stopped sending, but a reset (dropping both halves) cancels it.
         let (requests, mut responses) = stream.split();
-        wait_created(&mut responses).await?;
+        tokio::time::timeout(WATCH_CREATE_TIMEOUT, wait_created(&mut responses))
+            .await
+            .map_err(|_| KvError::Unavailable(format!("watch not created within {WATCH_CREATE_TIMEOUT:?}")))??;
         let (to_consumer, consumer) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(async move {
             forward(&mut responses, &to_consumer).await;
