@@ -6,7 +6,7 @@
 //! - [`patch`]: strategic merge patch and its per-type schema.
 //! - [`registry`]: defaulting, validation (field causes) and strict decoding per resource.
 //! - [`pki`]: the cluster CA and certificates, the kubeconfig.
-//! - [`master`]: `keel master`; [`up`]: `keel up` (three local masters); [`signals`].
+//! - [`master`]: `keel master`; [`up`]: `keel up` (three local masters).
 //!
 //! # Invariants
 //! - Objects live as JSON under `/registry/<resource>/<namespace>/<name>`; resourceVersion is
@@ -21,5 +21,4 @@ pub mod master;
 pub mod patch;
 pub mod pki;
 pub mod registry;
-pub mod signals;
 pub mod up;

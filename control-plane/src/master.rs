@@ -88,10 +88,10 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
     tracing::info!(listen = %args.api_listen, "keel master is serving the API");
     match &embedded {
         Some(running) => tokio::select! {
-            _ = crate::signals::shutdown() => tracing::info!("shutting down"),
+            _ = keel_store::server::shutdown_signal() => tracing::info!("shutting down"),
             _ = running.removed() => tracing::warn!("this member was removed from the cluster; stopping"),
         },
-        None => crate::signals::shutdown().await,
+        None => keel_store::server::shutdown_signal().await,
     }
     let _ = stop_tx.send(true);
     let _ = server.await;

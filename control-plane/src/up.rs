@@ -94,7 +94,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     pki::write_kubeconfig(&kubeconfig, &server, &cluster_pki, "keel")?;
     print_usage(&args, &cluster_pki, &kubeconfig);
     tokio::select! {
-        _ = crate::signals::shutdown() => println!("stopping the masters"),
+        _ = keel_store::server::shutdown_signal() => println!("stopping the masters"),
         index = any_exit(&mut children) => eprintln!("master {} exited; stopping the others", index + 1),
     }
     stop_all(children).await;

@@ -422,7 +422,8 @@ async fn expire_leases(store: Arc<Store>) {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM: what "asked to stop" means for every Keel process.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let terminate = async {
         match signal(SignalKind::terminate()) {
