@@ -786,7 +786,7 @@ fn seconds(since_epoch: Duration) -> i64 {
 // Text encodings for the kubeconfig
 
 /// Standard base64 with padding (RFC 4648 §4), as kubeconfig `*-data` fields expect.
-fn base64_encode(bytes: &[u8]) -> String {
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -46,9 +46,27 @@ fn namespaces() -> &'static Resource {
     &RESOURCES[0]
 }
 
+/// A secret's `stringData` is a write-only convenience: it is folded into `data` (base64),
+/// overriding keys of the same name, and never stored.
+fn fold_string_data(secret: &mut Value) {
+    let Some(map) = secret.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = map.remove("stringData") else { return };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(key, json!(crate::pki::base64_encode(text.as_bytes())));
+        }
+    }
+}
+
 /// Server-set fields of a new object.
 pub fn before_create(resource: &Resource, object: &mut Value) {
     match resource.plural {
+        "secrets" => fold_string_data(object),
         "pods" => {
             if object.get("status").is_none_or(|s| s.get("phase").is_none()) {
                 object["status"] = json!({ "phase": "Pending", "qosClass": "BestEffort" });
@@ -62,6 +80,9 @@ pub fn before_create(resource: &Resource, object: &mut Value) {
 
 /// Carries over what an update may leave out but must not lose (a service's allocations).
 pub fn before_update(resource: &Resource, object: &mut Value, old: &Value) {
+    if resource.plural == "secrets" {
+        fold_string_data(object);
+    }
     if resource.plural != "services" {
         return;
     }
@@ -312,5 +333,31 @@ async fn clean_namespace(storage: super::storage::Storage, namespace: String) {
     let Ok(Some(stored)) = storage.get(namespaces(), None, &namespace).await else { return };
     if let Err(error) = storage.delete(namespaces(), None, &namespace, stored.revision).await {
         tracing::warn!(%namespace, ?error, "deleting a cleaned namespace");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_data_is_folded_into_data() {
+        let mut secret = json!({"data": {"a": "eA==", "b": "eA=="}, "stringData": {"b": "hunter2", "c": ""}});
+        fold_string_data(&mut secret);
+        assert_eq!(secret, json!({"data": {"a": "eA==", "b": "aHVudGVyMg==", "c": ""}}));
+    }
+
+    #[test]
+    fn a_service_claims_its_ip_and_node_ports() {
+        let mut service = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 443, "nodePort": 30443}]}});
+        let claims = allocate_service(&mut service);
+        let ip = service["spec"]["clusterIP"].as_str().expect("an IP").to_string();
+        assert!(ip.starts_with("10."), "{ip}");
+        assert_eq!(service["spec"]["ports"][1]["nodePort"], 30443, "a requested node port is kept");
+        let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().expect("allocated");
+        assert!(NODE_PORTS.contains(&(node_port as u16)));
+        assert_eq!(claims.len(), 3);
+        let mut headless = json!({"spec": {"clusterIP": "None", "ports": [{"port": 80}]}});
+        assert!(allocate_service(&mut headless).is_empty());
     }
 }

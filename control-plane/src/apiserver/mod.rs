@@ -2,11 +2,12 @@
 //!
 //! A request goes: [`server`] (TLS, client certificate → identity, 401) → [`router`] (paths
 //! that are not resources: version, health, discovery, OpenAPI) → [`handlers`] (one module per
-//! verb family) → [`storage`] (objects in the store through the `Kv` trait). Pure pieces sit
-//! beside them: [`request`] parsing, [`resources`] catalog, [`object`] metadata rules,
-//! [`hooks`] per-resource behaviour (service IPs, graceful pod deletion, namespaces),
-//! [`apply`] server-side apply, [`table`] + [`printers`] for kubectl's columns,
-//! [`selectors`], [`status`] errors.
+//! verb family) → [`storage`] (objects in the store through the `Kv` trait) or, for watches and
+//! `resourceVersion=0` lists, [`watch_cache`] (one cache per resource, fed by one store watch).
+//! Pure pieces sit beside them: [`request`] parsing, [`resources`] catalog, [`object`] metadata
+//! rules, [`hooks`] per-resource behaviour (service IPs, graceful pod deletion, namespaces),
+//! [`apply`] server-side apply, [`table`] + [`printers`] for kubectl's columns, [`selectors`],
+//! [`status`] errors.
 
 pub mod apply;
 pub mod discovery;
@@ -23,6 +24,7 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod watch_cache;
 
 use std::sync::Arc;
 
@@ -34,12 +36,15 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// What every handler shares.
 pub struct Api {
     pub storage: storage::Storage,
+    /// Watches and `resourceVersion=0` lists are served from these, not from the store.
+    pub watch_caches: watch_cache::WatchCaches,
     /// The address clients reach this server at, for plain `/api` discovery.
     pub server_address: String,
 }
 
 impl Api {
     pub fn new(kv: Arc<dyn Kv>, server_address: String) -> Arc<Api> {
-        Arc::new(Api { storage: storage::Storage::new(kv), server_address })
+        let watch_caches = watch_cache::WatchCaches::new(kv.clone(), watch_cache::Limits::default());
+        Arc::new(Api { storage: storage::Storage::new(kv), watch_caches, server_address })
     }
 }

@@ -1,7 +1,10 @@
-//! get and list, as objects or as kubectl's Table.
+//! get and list, as objects or as kubectl's Table; `resourceVersion=0` lists from the watch
+//! cache, every other read from the store.
 
-use axum::response::Response;
-use http::StatusCode;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Call, respond};
@@ -10,6 +13,7 @@ use crate::apiserver::resources::Resource;
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
 use crate::apiserver::status::ApiError;
 use crate::apiserver::storage::Page;
+use crate::apiserver::watch_cache::CacheError;
 use crate::apiserver::{Api, router, table};
 
 pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
@@ -45,8 +49,7 @@ impl Selectors {
     }
 }
 
-/// The revision a list reads at: 0 (latest, linearizable) unless the client named one.
-/// `resourceVersion=0` means "any recent state", which the latest is.
+/// The revision a store list reads at: 0 (latest, linearizable) unless the client named one.
 fn list_revision(call: &Call) -> Result<i64, ApiError> {
     match call.query.resource_version.as_deref() {
         None | Some("0") => Ok(0),
@@ -56,9 +59,43 @@ fn list_revision(call: &Call) -> Result<i64, ApiError> {
     }
 }
 
+/// `resourceVersion=0` means "any recent state": the watch cache answers it (all objects, no
+/// paging, as kube-apiserver's cache does). Without a resourceVersion a list is a consistent
+/// read from the store; with one, or with a continue token, an exact read at that revision.
 pub async fn list(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let selectors = Selectors::parse(resource, &call.query.label_selector, &call.query.field_selector)?;
+    let any_recent = call.query.resource_version.as_deref() == Some("0") && call.query.continue_token.is_none();
+    if any_recent && let Some(response) = list_from_cache(api, call, &selectors).await? {
+        return Ok(response);
+    }
+    list_from_store(api, call, &selectors).await
+}
+
+/// The list from the watch cache; None when the cache cannot answer now (store unreachable,
+/// re-listing), which leaves it to the store.
+async fn list_from_cache(api: &Api, call: &Call, selectors: &Selectors) -> Result<Option<Response>, ApiError> {
+    let resource = call.target.resource;
+    let prefix = resource.prefix(call.target.namespace.as_deref());
+    let snapshot = match api.watch_caches.get(resource).list(prefix.as_bytes()).await {
+        Ok(snapshot) => snapshot,
+        Err(CacheError::NotReady(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let items: Vec<&Value> =
+        snapshot.objects.iter().map(|object| object.as_ref()).filter(|object| selectors.matches(resource, object)).collect();
+    let metadata = json!({ "resourceVersion": snapshot.revision.to_string() });
+    Ok(Some(match call.shape {
+        Shape::Table => {
+            let rows: Vec<Value> = items.into_iter().cloned().collect();
+            router::typed(table::table(resource, &rows, metadata, true), table::CONTENT_TYPE)
+        }
+        Shape::Object => object_list(resource, &items, metadata),
+    }))
+}
+
+async fn list_from_store(api: &Api, call: &Call, selectors: &Selectors) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
     let page = api
         .storage
         .list(
@@ -80,14 +117,27 @@ pub async fn list(api: &Api, call: &Call) -> Result<Response, ApiError> {
     }
     Ok(match call.shape {
         Shape::Table => router::typed(table::table(resource, &items, metadata, true), table::CONTENT_TYPE),
-        Shape::Object => {
-            let list = json!({
-                "kind": format!("{}List", resource.kind),
-                "apiVersion": resource.api_version(),
-                "metadata": metadata,
-                "items": items,
-            });
-            respond(StatusCode::OK, &list, &[])
-        }
+        Shape::Object => object_list(resource, &items, metadata),
     })
+}
+
+/// A `<Kind>List` of `items`, serialized without copying them.
+fn object_list<T: Serialize>(resource: &Resource, items: &[T], metadata: Value) -> Response {
+    #[derive(Serialize)]
+    struct List<'a, T> {
+        kind: String,
+        #[serde(rename = "apiVersion")]
+        api_version: String,
+        metadata: Value,
+        items: &'a [T],
+    }
+    let list = List { kind: format!("{}List", resource.kind), api_version: resource.api_version(), metadata, items };
+    match serde_json::to_vec(&list) {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(error) => ApiError::internal(format!("encoding a list: {error}")).into_response(),
+    }
 }

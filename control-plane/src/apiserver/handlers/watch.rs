@@ -1,10 +1,18 @@
-//! Watch: newline-delimited `{"type": ..., "object": ...}` events over a chunked response.
+//! Watch: newline-delimited `{"type": ..., "object": ...}` events over a chunked response,
+//! served from the resource's [`watch_cache`](crate::apiserver::watch_cache), never from a
+//! store watch of its own.
 //!
-//! From a resourceVersion N the watch delivers every change after N (store revision order);
-//! without one (or "0") it first sends the current objects as ADDED. A compacted N ends the
-//! stream with an ERROR event carrying a 410 Status, as kube-apiserver does. Selectors apply
-//! to both sides of a change: an object that stops matching is reported DELETED, one that
-//! starts matching ADDED.
+//! From a resourceVersion N the watch delivers every change after N, in store revision order;
+//! without one (or "0") it first sends the current objects as ADDED. An N older than the
+//! cache's window answers 200 with one ERROR event carrying a 410 Expired Status, as
+//! kube-apiserver does, and the client re-lists. Selectors apply to both sides of a change: an
+//! object that stops matching is reported DELETED, one that starts matching ADDED. With
+//! `allowWatchBookmarks`, BOOKMARK events tell a client whose changes are elsewhere how far the
+//! cache has seen, so it can resume from there.
+//!
+//! The stream ends at the timeout, when the client goes away, or when the cache drops this
+//! watch (it fell behind, or the cache restarted). Up to that point it is gap-free, so the
+//! client re-watches from the last resourceVersion it saw and misses nothing.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,8 +22,10 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Call;
@@ -23,153 +33,244 @@ use super::read::Selectors;
 use crate::apiserver::request::Shape;
 use crate::apiserver::resources::Resource;
 use crate::apiserver::status::ApiError;
+use crate::apiserver::watch_cache::{CacheError, CachedEvent, Notice, Start, Subscription, WatchFrom};
 use crate::apiserver::{Api, object, table};
-use crate::kv::{Event, EventKind, KvError, WatchStream, prefix_end};
 
-/// Encoded events buffered toward one client; a client that does not read stalls only itself.
+/// Encoded events buffered toward one client; a client that does not read stalls only itself
+/// (and, once its cache channel is full too, is dropped by the cache).
 const CLIENT_BUFFER: usize = 64;
 /// The longest a watch runs before the client must re-establish it.
 const MAX_WATCH: Duration = Duration::from_secs(1800);
+/// A client with bookmarks whose stream has advanced past what it was told hears about it
+/// this often at most (and, besides, on each progress notification from the store).
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+type Sink = mpsc::Sender<Result<Bytes, Infallible>>;
 
 pub async fn watch(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let selectors = Selectors::parse(resource, &call.query.label_selector, &call.query.field_selector)?;
-    let namespace = call.target.namespace.clone();
-    let prefix = resource.prefix(namespace.as_deref());
-    let (initial, start_revision) = match call.query.resource_version.as_deref() {
-        None | Some("0") => {
-            let page = api.storage.list(resource, namespace.as_deref(), 0, None, 0).await?;
-            (page.items, page.revision + 1)
-        }
-        Some(text) => {
-            let revision: i64 =
-                text.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {text:?}")))?;
-            (Vec::new(), revision + 1)
-        }
-    };
-    let end = prefix_end(prefix.as_bytes());
-    let stream = api.storage.kv.watch(prefix.into_bytes(), Some(end), start_revision).await;
+    let from = watch_from(call.query.resource_version.as_deref())?;
+    let prefix = resource.prefix(call.target.namespace.as_deref()).into_bytes();
+    let subscription = api.watch_caches.get(resource).subscribe(&prefix, from).await;
     let timeout = call.query.timeout_seconds.map(Duration::from_secs).unwrap_or(MAX_WATCH).min(MAX_WATCH);
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-    let writer = EventWriter {
-        resource,
-        selectors,
-        shape: call.shape,
-        bookmarks: call.query.allow_watch_bookmarks,
-        columns_sent: false,
-        tx,
-    };
-    tokio::spawn(writer.run(initial, stream, timeout));
+    match subscription {
+        Ok(subscription) => {
+            let writer = EventWriter {
+                resource,
+                selectors,
+                prefix,
+                shape: call.shape,
+                bookmarks: call.query.allow_watch_bookmarks,
+                columns_sent: false,
+                tx,
+                from: 0,
+                position: 0,
+                announced: 0,
+            };
+            tokio::spawn(writer.run(subscription, timeout));
+        }
+        // Kubernetes answers a too old resourceVersion inside the stream, not with the status.
+        Err(error @ CacheError::TooOld { .. }) => {
+            let status = ApiError::from(error).to_status();
+            // The channel is new, so this one line fits; dropping `tx` then ends the stream.
+            let _ = tx.try_send(Ok(encode_line("ERROR", &status)));
+        }
+        Err(error) => return Err(error.into()),
+    }
     let content_type = if call.shape == Shape::Table { table::CONTENT_TYPE } else { "application/json" };
     let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     Ok(response)
 }
 
+/// Unset or "0": the current objects, then changes. A number: the changes after it.
+fn watch_from(resource_version: Option<&str>) -> Result<WatchFrom, ApiError> {
+    match resource_version {
+        None | Some("0") => Ok(WatchFrom::Snapshot),
+        Some(text) => match text.parse::<i64>() {
+            Ok(0) => Ok(WatchFrom::Snapshot),
+            Ok(revision) if revision > 0 => Ok(WatchFrom::Revision(revision)),
+            _ => Err(ApiError::bad_request(format!("invalid resourceVersion {text:?}"))),
+        },
+    }
+}
+
+/// One client's stream: turns the cache's events into the watch events they mean for this
+/// client (namespace, selectors, shape) and writes them out in order.
 struct EventWriter {
     resource: &'static Resource,
     selectors: Selectors,
+    /// The store prefix of the watched namespace (or of every object).
+    prefix: Vec<u8>,
     shape: Shape,
     bookmarks: bool,
     /// Table watches send the column definitions with the first event only.
     columns_sent: bool,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    tx: Sink,
+    /// Events at or below this revision are already accounted for (the snapshot, or the
+    /// client's resourceVersion).
+    from: i64,
+    /// How far this stream has come: every event up to here is written or did not concern
+    /// the client.
+    position: i64,
+    /// The newest revision the client was told, by an event or a bookmark.
+    announced: i64,
 }
 
 impl EventWriter {
-    async fn run(mut self, initial: Vec<Value>, stream: Result<WatchStream, KvError>, timeout: Duration) {
-        for object in initial {
-            if !self.selectors.matches(self.resource, &object) {
-                continue;
-            }
-            if !self.send("ADDED", object).await {
+    async fn run(mut self, subscription: Subscription, timeout: Duration) {
+        let Subscription { start, from, mut notices } = subscription;
+        self.from = from;
+        self.position = from;
+        // After a snapshot the client knows only its objects' versions, not the snapshot's.
+        self.announced = if matches!(start, Start::Snapshot(_)) { 0 } else { from };
+        if !self.send_start(start).await {
+            return;
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut bookmark_timer = tokio::time::interval_at(Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+        bookmark_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let open = tokio::select! {
+                _ = &mut deadline => return,
+                _ = self.tx.closed() => return,
+                _ = bookmark_timer.tick() => self.bookmark_if_behind().await,
+                notice = notices.recv() => match notice {
+                    // Dropped by the cache (behind, or restarting): the client re-watches.
+                    None => return,
+                    Some(notice) => self.handle(notice).await,
+                },
+            };
+            if !open {
                 return;
             }
         }
-        let mut stream = match stream {
-            Ok(stream) => stream,
-            Err(error) => return self.send_error(error).await,
-        };
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            let batch = tokio::select! {
-                _ = &mut deadline => return,
-                _ = self.tx.closed() => return,
-                batch = stream.recv() => batch,
-            };
-            match batch {
-                None => return,
-                Some(Err(error)) => return self.send_error(error).await,
-                Some(Ok(batch)) if batch.events.is_empty() => {
-                    if self.bookmarks && !self.send_bookmark(batch.revision).await {
-                        return;
+    }
+
+    /// The snapshot as ADDED events, or the replayed events. False when the client is gone.
+    async fn send_start(&mut self, start: Start) -> bool {
+        match start {
+            Start::Snapshot(objects) => {
+                for object in objects {
+                    if self.selectors.matches(self.resource, &object) && !self.send("ADDED", &object).await {
+                        return false;
                     }
                 }
-                Some(Ok(batch)) => {
-                    for event in batch.events {
-                        if !self.send_event(event).await {
-                            return;
-                        }
+            }
+            Start::Replay(events) => {
+                for event in events {
+                    if !self.send_event(&event).await {
+                        return false;
                     }
                 }
             }
         }
+        true
     }
 
-    /// Sends one store change as the watch event it means for this client.
-    async fn send_event(&mut self, event: Event) -> bool {
-        let revision = event.kv.mod_revision;
-        let old = event.prev.as_ref().and_then(|prev| object::decode_from_store(&prev.value, revision));
-        let new = match event.kind {
-            EventKind::Put => object::decode_from_store(&event.kv.value, revision),
-            EventKind::Delete => None,
-        };
-        let matches =
-            |object: &Option<Value>| object.as_ref().is_some_and(|o| self.selectors.matches(self.resource, o));
-        let (old_matches, new_matches) = (matches(&old), matches(&new));
-        match (old, new) {
+    async fn handle(&mut self, notice: Notice) -> bool {
+        match notice {
+            Notice::Events(events) => {
+                let from = self.from;
+                for event in events.iter().filter(|event| event.revision > from) {
+                    if !self.send_event(event).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            Notice::Progress(revision) => {
+                self.position = self.position.max(revision);
+                self.bookmark_if_behind().await
+            }
+        }
+    }
+
+    /// Sends one change as the watch event it means for this client, if any.
+    async fn send_event(&mut self, event: &CachedEvent) -> bool {
+        self.position = self.position.max(event.revision);
+        if !event.key.starts_with(&self.prefix) {
+            return true;
+        }
+        let matches = |object: Option<&Arc<Value>>| object.is_some_and(|o| self.selectors.matches(self.resource, o));
+        let (old_matches, new_matches) = (matches(event.old.as_ref()), matches(event.new.as_ref()));
+        let sent = match (&event.old, &event.new) {
             (_, Some(new)) if new_matches && old_matches => self.send("MODIFIED", new).await,
             (_, Some(new)) if new_matches => self.send("ADDED", new).await,
-            (Some(old), _) if old_matches => self.send("DELETED", old).await,
-            _ => true,
-        }
+            (Some(old), _) if old_matches => {
+                // The last state, at the revision that removed it (from the client's view).
+                let mut gone = Value::clone(old);
+                object::set_resource_version(&mut gone, event.revision);
+                self.send("DELETED", &gone).await
+            }
+            _ => return true,
+        };
+        self.announced = self.announced.max(event.revision);
+        sent
     }
 
-    async fn send(&mut self, kind: &str, object: Value) -> bool {
-        let object = match self.shape {
-            Shape::Object => object,
+    async fn send(&mut self, kind: &str, object: &Value) -> bool {
+        let line = match self.shape {
+            Shape::Object => encode_line(kind, object),
             Shape::Table => {
-                let metadata = json!({ "resourceVersion": object::meta_str(&object, "resourceVersion") });
+                let metadata = json!({ "resourceVersion": object::meta_str(object, "resourceVersion") });
                 let with_columns = !std::mem::replace(&mut self.columns_sent, true);
-                table::table(self.resource, &[object], metadata, with_columns)
+                encode_line(kind, &table::table(self.resource, std::slice::from_ref(object), metadata, with_columns))
             }
         };
-        self.write(json!({ "type": kind, "object": object })).await
+        self.tx.send(Ok(line)).await.is_ok()
     }
 
-    async fn send_bookmark(&mut self, revision: i64) -> bool {
+    /// A BOOKMARK at this stream's position, when bookmarks are on and the client has not
+    /// heard of it yet.
+    async fn bookmark_if_behind(&mut self) -> bool {
+        if !self.bookmarks || self.position <= self.announced {
+            return true;
+        }
         let object = json!({
             "kind": self.resource.kind,
             "apiVersion": self.resource.api_version(),
-            "metadata": { "resourceVersion": revision.to_string() },
+            "metadata": { "resourceVersion": self.position.to_string() },
         });
-        self.write(json!({ "type": "BOOKMARK", "object": object })).await
+        self.announced = self.position;
+        self.tx.send(Ok(encode_line("BOOKMARK", &object))).await.is_ok()
+    }
+}
+
+/// One watch event as a line of JSON, without copying the object.
+fn encode_line(kind: &str, object: &Value) -> Bytes {
+    #[derive(Serialize)]
+    struct WatchEvent<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: &'a Value,
+    }
+    // Serializing a Value cannot fail: its map keys are strings.
+    let mut line = serde_json::to_vec(&WatchEvent { kind, object }).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_versions_choose_where_a_watch_starts() {
+        assert_eq!(watch_from(None), Ok(WatchFrom::Snapshot));
+        assert_eq!(watch_from(Some("0")), Ok(WatchFrom::Snapshot));
+        assert_eq!(watch_from(Some("42")), Ok(WatchFrom::Revision(42)));
+        for bad in ["-3", "x", "1.5"] {
+            assert_eq!(watch_from(Some(bad)).map_err(|e| e.code.as_u16()), Err(400), "{bad}");
+        }
     }
 
-    async fn send_error(&mut self, error: KvError) {
-        let status = match error {
-            KvError::Compacted { compact_revision } => {
-                ApiError::gone(format!("too old resource version: (compacted at {compact_revision})"))
-            }
-            other => ApiError::from(other),
-        };
-        self.write(json!({ "type": "ERROR", "object": status.to_status() })).await;
-    }
-
-    async fn write(&mut self, event: Value) -> bool {
-        let mut line = event.to_string().into_bytes();
-        line.push(b'\n');
-        self.tx.send(Ok(Bytes::from(line))).await.is_ok()
+    #[test]
+    fn an_event_line_is_one_json_object_and_a_newline() {
+        let line = encode_line("ADDED", &json!({ "metadata": { "name": "a" } }));
+        assert_eq!(&line[..], b"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n");
     }
 }

@@ -120,12 +120,12 @@ pub async fn create_object(
         }];
         return Err(ApiError::invalid(resource.group, resource.kind, "", &causes));
     };
+    hooks::before_create(resource, object);
     admit(resource, object, None)?;
     hooks::check_namespace_open(api, resource, namespace).await?;
     if let Some(manager) = manager {
         apply::record_manager(object, manager, operation, &resource.api_version(), None);
     }
-    hooks::before_create(resource, object);
     hooks::create(api, resource, namespace, &name, object).await
 }
 
