@@ -349,7 +349,8 @@ mod tests {
 
     #[test]
     fn a_service_claims_its_ip_and_node_ports() {
-        let mut service = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 443, "nodePort": 30443}]}});
+        let mut service =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 443, "nodePort": 30443}]}});
         let claims = allocate_service(&mut service);
         let ip = service["spec"]["clusterIP"].as_str().expect("an IP").to_string();
         assert!(ip.starts_with("10."), "{ip}");

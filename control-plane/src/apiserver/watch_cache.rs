@@ -36,7 +36,8 @@
 //!
 //! Deliberately absent: paging of cached lists (`resourceVersion=0` answers every object, as
 //! kube-apiserver's cache does); consistent reads (lists without a resourceVersion go to the
-//! store, see `handlers/read.rs`); waiting for a resourceVersion newer than the cache (such a
+//! store, see `handlers/read.rs`; a watch without one starts from the cache's snapshot, which
+//! may trail the store by the cache's delay, and the changes it missed follow); waiting for a resourceVersion newer than the cache (such a
 //! watch simply starts after it, so it sees nothing older); evicting idle caches (a master has
 //! at most one per catalog entry).
 
@@ -67,9 +68,10 @@ pub const READY_WAIT: Duration = Duration::from_secs(10);
 pub struct Limits {
     /// Events the ring keeps. 4,096 is about a minute of history for a resource changing 70
     /// times a second (kube-apiserver aims at 75 s), enough for a client to re-watch after a
-    /// dropped connection or a watch timeout without a re-list. New objects are shared with
-    /// the object map, so the ring costs about one old object per event: with 4 KiB objects,
-    /// at most 16 MiB per resource.
+    /// dropped connection or a watch timeout without a re-list. Events share their objects
+    /// with the object map and with each other (one event's new object is the next one's
+    /// old), so the ring holds about one object version per event: with 4 KiB objects, about
+    /// 16 MiB per busy resource.
     pub ring_events: usize,
     /// How far back in store revisions the store watch starts after a (re)list. It bounds the
     /// history the store replays for one (re)list; 4,096 revisions cover far more than the
@@ -435,7 +437,11 @@ async fn session(cache: &Weak<WatchCache>, kv: &dyn Kv, compacted: i64) -> Sessi
         Ok(listed) => listed,
         Err(error) => return error.into(),
     };
-    let start = watch_start(list_revision, lookback, compacted);
+    let planned = watch_start(list_revision, lookback, compacted);
+    let start = match checked_start(kv, &prefix, list_revision, lookback, planned).await {
+        Ok(start) => start,
+        Err(error) => return error.into(),
+    };
     let mut stream = match kv.watch(prefix.clone(), Some(prefix_end(&prefix)), start).await {
         Ok(stream) => stream,
         Err(error) => return error.into(),
@@ -466,6 +472,30 @@ async fn follow(cache: &Weak<WatchCache>, stream: &mut WatchStream) -> SessionEn
 fn watch_start(list_revision: i64, lookback: i64, compacted: i64) -> i64 {
     let earliest = (list_revision - lookback.max(0)).max(compacted).max(0) + 1;
     earliest.min(list_revision + 1)
+}
+
+/// `planned`, if the store still has that history (one point read at that revision tells);
+/// after a compaction, just after the compaction point, or just after the list when the
+/// store does not say where that is (etcd's read error does not). Without this, a cache on a
+/// compacted store would start, fail its store watch at once and drop its first watchers.
+async fn checked_start(
+    kv: &dyn Kv,
+    prefix: &[u8],
+    list_revision: i64,
+    lookback: i64,
+    planned: i64,
+) -> Result<i64, KvError> {
+    if planned > list_revision {
+        return Ok(planned);
+    }
+    match kv.range(Range { revision: planned, ..Range::key(prefix) }).await {
+        Ok(_) => Ok(planned),
+        Err(KvError::Compacted { compact_revision }) if compact_revision > 0 => {
+            Ok(watch_start(list_revision, lookback, compact_revision))
+        }
+        Err(KvError::Compacted { .. }) => Ok(list_revision + 1),
+        Err(other) => Err(other),
+    }
 }
 
 /// Every object under `prefix`, all pages at the first page's revision.
@@ -785,7 +815,10 @@ mod tests {
             tokio::spawn(async move {
                 while let Some(notice) = fast.notices.recv().await {
                     if let Notice::Events(events) = notice {
-                        fast_seen.lock().unwrap_or_else(PoisonError::into_inner).extend(events.iter().map(|e| e.revision));
+                        fast_seen
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .extend(events.iter().map(|e| e.revision));
                     }
                 }
             })
@@ -839,6 +872,16 @@ mod tests {
             cache.subscribe(PREFIX, WatchFrom::Revision(compact_at - 2)).await,
             Err(CacheError::TooOld { .. })
         ));
+
+        // A cache started on a compacted store looks back only to the compaction point, so
+        // its first store watch holds.
+        let watches = kv.watches.load(Ordering::SeqCst);
+        let fresh = started(&kv, small_limits()).await;
+        let from_compaction = fresh.subscribe(PREFIX, WatchFrom::Revision(compact_at)).await.expect("subscribe");
+        assert!(replayed(&from_compaction.start).is_empty());
+        let next = kv.put_object("/registry/configmaps/default/d", "d");
+        eventually("the fresh cache follows", || fresh.revision() == next).await;
+        assert_eq!(kv.watches.load(Ordering::SeqCst), watches + 1, "one store watch, no restart");
     }
 
     #[tokio::test]
@@ -873,8 +916,7 @@ mod tests {
         drop(cache);
         let ended = tokio::time::timeout(Duration::from_secs(5), notices.recv()).await;
         assert!(matches!(ended, Ok(None)), "dropping the cache ends its watchers");
-        eventually("the store watch was dropped", || kv.state().watchers.iter().all(|(_, _, tx)| tx.is_closed()))
-            .await;
+        eventually("the store watch was dropped", || kv.state().watchers.iter().all(|(_, _, tx)| tx.is_closed())).await;
     }
 
     #[test]

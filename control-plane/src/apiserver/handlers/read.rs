@@ -82,8 +82,12 @@ async fn list_from_cache(api: &Api, call: &Call, selectors: &Selectors) -> Resul
         Err(CacheError::NotReady(_)) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    let items: Vec<&Value> =
-        snapshot.objects.iter().map(|object| object.as_ref()).filter(|object| selectors.matches(resource, object)).collect();
+    let items: Vec<&Value> = snapshot
+        .objects
+        .iter()
+        .map(|object| object.as_ref())
+        .filter(|object| selectors.matches(resource, object))
+        .collect();
     let metadata = json!({ "resourceVersion": snapshot.revision.to_string() });
     Ok(Some(match call.shape {
         Shape::Table => {

@@ -137,7 +137,7 @@ impl EventWriter {
             let open = tokio::select! {
                 _ = &mut deadline => return,
                 _ = self.tx.closed() => return,
-                _ = bookmark_timer.tick() => self.bookmark_if_behind().await,
+                _ = bookmark_timer.tick(), if self.bookmarks => self.bookmark_if_behind().await,
                 notice = notices.recv() => match notice {
                     // Dropped by the cache (behind, or restarting): the client re-watches.
                     None => return,
@@ -257,6 +257,90 @@ fn encode_line(kind: &str, object: &Value) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::resources;
+
+    fn configmap(namespace: &str, labels: Value, revision: i64) -> Arc<Value> {
+        let mut object = json!({ "metadata": { "name": "c", "namespace": namespace, "labels": labels } });
+        object::set_resource_version(&mut object, revision);
+        Arc::new(object)
+    }
+
+    fn event(revision: i64, old: Option<&Arc<Value>>, new: Option<&Arc<Value>>) -> Arc<CachedEvent> {
+        let namespace = old.or(new).and_then(|o| object::meta_str(o, "namespace")).unwrap_or_default();
+        let key = format!("/registry/configmaps/{namespace}/c").into_bytes();
+        Arc::new(CachedEvent { revision, key, old: old.cloned(), new: new.cloned() })
+    }
+
+    /// Runs a writer over `start` and `notices` to the end; returns each line's type and
+    /// resourceVersion.
+    async fn written(
+        label_selector: &str,
+        bookmarks: bool,
+        start: Start,
+        from: i64,
+        notices: Vec<Notice>,
+    ) -> Vec<String> {
+        let resource = resources::find("", "v1", "configmaps").expect("configmaps");
+        let (tx, mut rx) = mpsc::channel(1_024);
+        let writer = EventWriter {
+            resource,
+            selectors: Selectors::parse(resource, label_selector, "").expect("selector"),
+            prefix: resource.prefix(Some("default")).into_bytes(),
+            shape: Shape::Object,
+            bookmarks,
+            columns_sent: false,
+            tx,
+            from: 0,
+            position: 0,
+            announced: 0,
+        };
+        let (notice_tx, notice_rx) = mpsc::channel(notices.len().max(1));
+        for notice in notices {
+            notice_tx.try_send(notice).expect("room for every notice");
+        }
+        drop(notice_tx);
+        writer.run(Subscription { start, from, notices: notice_rx }, Duration::from_secs(10)).await;
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            let line: Value = serde_json::from_slice(&line.expect("bytes")).expect("a JSON line");
+            let revision = line["object"]["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+            lines.push(format!("{} {revision}", line["type"].as_str().unwrap_or_default()));
+        }
+        lines
+    }
+
+    #[tokio::test]
+    async fn selectors_apply_to_both_sides_of_a_change_and_namespaces_filter() {
+        let plain = configmap("default", json!({}), 11);
+        let watched = configmap("default", json!({ "watched": "yes" }), 12);
+        let touched = configmap("default", json!({ "watched": "yes", "x": "y" }), 13);
+        let unwatched = configmap("default", json!({}), 14);
+        let elsewhere = configmap("other", json!({ "watched": "yes" }), 16);
+        let events: Arc<[Arc<CachedEvent>]> = Arc::from(vec![
+            event(10, None, Some(&plain)),
+            event(11, Some(&plain), Some(&plain)),
+            event(12, Some(&plain), Some(&watched)),
+            event(13, Some(&watched), Some(&touched)),
+            event(14, Some(&touched), Some(&unwatched)),
+            event(15, Some(&unwatched), None),
+            event(16, None, Some(&elsewhere)),
+        ]);
+        let lines = written("watched=yes", false, Start::Replay(vec![]), 10, vec![Notice::Events(events)]).await;
+        // Revision 10 is not after `from`; the last change is in another namespace.
+        assert_eq!(lines, vec!["ADDED 12", "MODIFIED 13", "DELETED 14"]);
+    }
+
+    #[tokio::test]
+    async fn bookmarks_follow_progress_only_when_asked_and_never_go_back() {
+        let object = configmap("default", json!({}), 20);
+        let snapshot = || Start::Snapshot(vec![object.clone()]);
+        let notices = || vec![Notice::Progress(25), Notice::Progress(24), Notice::Progress(30)];
+        let lines = written("", true, snapshot(), 20, notices()).await;
+        assert_eq!(lines, vec!["ADDED 20", "BOOKMARK 25", "BOOKMARK 30"]);
+        assert_eq!(written("", false, snapshot(), 20, notices()).await, vec!["ADDED 20"]);
+        let ahead = written("", true, Start::Replay(vec![]), 40, notices()).await;
+        assert!(ahead.is_empty(), "a client at 40 hears of nothing older: {ahead:?}");
+    }
 
     #[test]
     fn resource_versions_choose_where_a_watch_starts() {
