@@ -29,11 +29,22 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<(mpsc::Sender<i64>, watch::
     let (tx, rx) = mpsc::channel::<i64>();
     let (done_tx, done_rx) = watch::channel(CompactionProgress { finished: engine.compact_revision(), failed: 0 });
     let pending = engine.meta_i64(META_SCHEDULED_COMPACT).ok().flatten();
+    // The thread holds the engine only while it compacts: whoever owns the store closes the
+    // database, never this detached thread (a database closed while the process exits aborts
+    // inside RocksDB).
+    let engine = Arc::downgrade(&engine);
     std::thread::Builder::new().name("compactor".into()).spawn(move || {
-        if let Some(revision) = pending {
-            run_one(&engine, revision, &done_tx);
-        }
-        while let Ok(revision) = rx.recv() {
+        let mut next = pending;
+        // Ends when the store drops its sender (or the engine is gone).
+        loop {
+            let revision = match next.take() {
+                Some(revision) => revision,
+                None => match rx.recv() {
+                    Ok(revision) => revision,
+                    Err(_) => return,
+                },
+            };
+            let Some(engine) = engine.upgrade() else { return };
             run_one(&engine, revision, &done_tx);
         }
     })?;
