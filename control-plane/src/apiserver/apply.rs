@@ -115,7 +115,7 @@ pub async fn server_side_apply(api: &Api, call: &Call) -> Result<Response, ApiEr
     }
     let fields = field_set(&config);
     let namespace = call.target.namespace.as_deref();
-    for _ in 0..16 {
+    for _ in 0..super::storage::UPDATE_ATTEMPTS {
         let Some(current) = api.storage.get(resource, namespace, name).await? else {
             let mut created = config.clone();
             object::metadata_mut(&mut created).insert("name".into(), json!(name));

@@ -28,7 +28,7 @@ const NAMESPACE_CLEANUP_PASSES: usize = 100;
 /// 404 when the namespace is missing, 403 when it is being deleted.
 pub async fn check_namespace_open(api: &Api, resource: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
     let Some(namespace) = namespace.filter(|_| resource.namespaced) else { return Ok(()) };
-    let namespaces = namespaces();
+    let namespaces = super::resources::namespaces();
     let Some(stored) = api.storage.get(namespaces, None, namespace).await? else {
         return Err(ApiError::not_found("", "namespaces", namespace));
     };
@@ -40,10 +40,6 @@ pub async fn check_namespace_open(api: &Api, resource: &Resource, namespace: Opt
         )));
     }
     Ok(())
-}
-
-fn namespaces() -> &'static Resource {
-    &RESOURCES[0]
 }
 
 /// A secret's `stringData` is a write-only convenience: it is folded into `data` (base64),
@@ -330,8 +326,8 @@ async fn clean_namespace(storage: super::storage::Storage, namespace: String) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let Ok(Some(stored)) = storage.get(namespaces(), None, &namespace).await else { return };
-    if let Err(error) = storage.delete(namespaces(), None, &namespace, stored.revision).await {
+    let Ok(Some(stored)) = storage.get(super::resources::namespaces(), None, &namespace).await else { return };
+    if let Err(error) = storage.delete(super::resources::namespaces(), None, &namespace, stored.revision).await {
         tracing::warn!(%namespace, ?error, "deleting a cleaned namespace");
     }
 }

@@ -160,6 +160,11 @@ pub static RESOURCES: &[Resource] = &[
 /// The API groups other than core, in discovery order, each with its one version.
 pub static GROUPS: &[(&str, &str)] = &[("apps", "v1"), ("discovery.k8s.io", "v1"), ("coordination.k8s.io", "v1")];
 
+/// Namespaces, which other code needs by name (first in the catalog; a test pins it).
+pub fn namespaces() -> &'static Resource {
+    &RESOURCES[0]
+}
+
 /// The resource served at `group`/`version`/`plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
@@ -188,6 +193,7 @@ mod tests {
         assert_eq!(nodes.key(Some("ignored"), "n1"), "/registry/nodes/n1");
         assert_eq!(deployments.qualified_kind(), "Deployment.apps");
         assert_eq!(nodes.api_version(), "v1");
+        assert_eq!(namespaces().plural, "namespaces");
     }
 
     #[test]

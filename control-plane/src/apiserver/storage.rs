@@ -13,8 +13,8 @@ use crate::kv::{Compare, Kv, OpResult, Range, Txn, TxnOp, prefix_end};
 
 /// Objects a single list page may hold at most, whatever `limit` asks.
 pub const MAX_PAGE: i64 = 10_000;
-/// Attempts of a read-modify-write before giving up with a conflict.
-const UPDATE_ATTEMPTS: usize = 16;
+/// Attempts of a read-modify-write (patch, scale, apply) before giving up with a conflict.
+pub const UPDATE_ATTEMPTS: usize = 16;
 
 /// One stored object with its resourceVersion (mod revision).
 #[derive(Clone, Debug)]

@@ -2753,12 +2753,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
-         '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for \
-         validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-    const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
-         and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for \
-         validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+    use super::super::names::tests::{LABEL_MSG, SUBDOMAIN_MSG};
 
     type Expected<'a> = &'a [(&'a str, &'a str, &'a str)];
 

@@ -10,7 +10,7 @@ use super::write::{PatchType, apply_patch, patch_type, update, update_object};
 use super::{Call, respond};
 use crate::apiserver::request::Verb;
 use crate::apiserver::status::ApiError;
-use crate::apiserver::storage::Stored;
+use crate::apiserver::storage::{Stored, UPDATE_ATTEMPTS};
 use crate::apiserver::{Api, object};
 
 pub async fn handle(api: &Api, call: &Call) -> Result<Response, ApiError> {
@@ -33,7 +33,7 @@ pub async fn handle(api: &Api, call: &Call) -> Result<Response, ApiError> {
 }
 
 /// The Scale view of a deployment or replicaset.
-fn scale_of(resource_group: &str, stored: &Stored) -> Value {
+fn scale_of(stored: &Stored) -> Value {
     let object = &stored.object;
     let selector = object
         .pointer("/spec/selector/matchLabels")
@@ -42,7 +42,6 @@ fn scale_of(resource_group: &str, stored: &Stored) -> Value {
             labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")
         })
         .unwrap_or_default();
-    let _ = resource_group;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -65,9 +64,9 @@ async fn scale(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let namespace = call.target.namespace.as_deref();
     let name = call.target.name.as_deref().unwrap_or_default();
-    for _ in 0..16 {
+    for _ in 0..UPDATE_ATTEMPTS {
         let current = api.storage.get_existing(resource, namespace, name).await?;
-        let scale = scale_of(resource.group, &current);
+        let scale = scale_of(&current);
         let wanted = match call.verb {
             Verb::Get => return Ok(respond(StatusCode::OK, &scale, &[])),
             Verb::Update => serde_json::from_slice::<Value>(&call.body)
@@ -94,7 +93,7 @@ async fn scale(api: &Api, call: &Call) -> Result<Response, ApiError> {
         object::metadata_mut(&mut updated).remove("resourceVersion");
         match update_object(api, call, &current, updated, false).await {
             Err(error) if error.reason == "Conflict" && expected.is_empty() => continue,
-            outcome => return Ok(respond(StatusCode::OK, &scale_of(resource.group, &outcome?), &[])),
+            outcome => return Ok(respond(StatusCode::OK, &scale_of(&outcome?), &[])),
         }
     }
     Err(ApiError::conflict(resource.group, resource.plural, name))

@@ -10,7 +10,7 @@ use super::{Call, respond};
 use crate::apiserver::request::FieldValidation;
 use crate::apiserver::resources::Resource;
 use crate::apiserver::status::ApiError;
-use crate::apiserver::storage::Stored;
+use crate::apiserver::storage::{Stored, UPDATE_ATTEMPTS};
 use crate::apiserver::{Api, apply, hooks, object};
 use crate::registry::{defaults, strict, validation};
 
@@ -242,7 +242,7 @@ pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let name = call.target.name.as_deref().unwrap_or_default();
     let status_only = call.target.subresource.as_deref() == Some("status");
     // Retried on conflict unless the patch itself names a resourceVersion.
-    for _ in 0..16 {
+    for _ in 0..UPDATE_ATTEMPTS {
         let current = api.storage.get_existing(resource, namespace, name).await?;
         let patched = apply_patch(resource, kind, &current.object, &call.body)?;
         match update_object(api, call, &current, patched, status_only).await {
