@@ -602,3 +602,40 @@ async fn member_that_missed_a_compacted_log_catches_up_by_snapshot() {
     }
     assert!(hashes.windows(2).all(|h| h[0] == h[1]), "HashKV at revision {rev} differs between members: {hashes:?}");
 }
+
+/// `keel bench` drives a three-member cluster through its own gRPC client (the lean HTTP/2 one
+/// the throughput tests use): every op succeeds, and the keys it wrote are really there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keel_bench_runs_its_throughput_tests_against_the_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_cluster(dir.path());
+    cluster.wait_leader(Duration::from_secs(10));
+    let endpoints = cluster.endpoints().join(",");
+    let output = blocking(|| {
+        std::process::Command::new(common::keel_bin())
+            .args(["bench", "--endpoints", &endpoints, "--tests", "put,get-linearizable,get-serializable"])
+            .args(["--total", "600", "--keyspace", "50", "--inflight", "16", "--keep", "--label", "smoke"])
+            .output()
+            .expect("run keel bench")
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "keel bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for test in ["put", "get-linearizable", "get-serializable"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {test} ")))
+            .unwrap_or_else(|| panic!("no {test} row in:\n{stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!((cells[2], cells[3]), ("600", "0"), "{test}: 600 ops, 0 errors: {row}");
+    }
+    let prefix = stdout
+        .lines()
+        .find_map(|l| l.split("keys under ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key prefix in:\n{stdout}"))
+        .to_string();
+    let (keys, _) = get_prefix(&cluster.endpoint(2), &prefix, false).await;
+    assert_eq!(keys.len(), 50, "the 50-key keyspace was written: {keys:?}");
+    assert!(keys.values().all(|(value, _)| value.len() == 256), "values are 256 bytes");
+    cluster.stop();
+}

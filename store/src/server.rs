@@ -113,6 +113,7 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
     let state_machine =
         StateMachine::open(engine.clone(), lessor.clone(), hub.clone(), compactions, config.data_dir.join("snap"))
             .map_err(|e| ServeError::Raft(e.to_string()))?;
+    let applied_index = state_machine.applied_index();
     hub.start().map_err(ServeError::Thread)?;
     let network = Network::new(identity.cluster_id, peers.clone());
     let raft_config = Arc::new(config.raft.openraft_config().map_err(BootstrapError::from)?);
@@ -126,7 +127,8 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
             tracing::info!(%error, "cluster already initialized");
         }
     }
-    let node = RaftNode::new(raft, identity.cluster_id, identity.member_id, peers, config.raft.clone());
+    let node =
+        RaftNode::new(raft, (identity.cluster_id, identity.member_id), peers, config.raft.clone(), applied_index);
     leadership::spawn(node.clone(), lessor.clone(), header.clone());
     leadership::publish_attributes(
         node.clone(),

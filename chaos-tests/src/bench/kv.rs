@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions};
+use etcd_client::Client;
+use etcd_client::proto::{PbPutRequest, PbRangeRequest};
 use tokio::time::Instant;
 
 use super::BenchError;
+use super::grpc::KvConn;
 use super::stats::{Latencies, Row};
 
 /// A test gives up after this many failed requests (a dead server fails fast,
@@ -49,7 +51,7 @@ impl KeySpace {
 pub struct Workload<'a> {
     pub name: &'static str,
     pub op: Op,
-    pub clients: &'a [Client],
+    pub clients: &'a [KvConn],
     pub inflight: usize,
     pub total: u64,
     pub keys: KeySpace,
@@ -152,7 +154,7 @@ pub async fn run(w: Workload<'_>) -> Result<Row, BenchError> {
 
 /// What one worker needs; owns clones of the shared pieces.
 struct Job {
-    client: Client,
+    client: KvConn,
     op: Op,
     next: Arc<AtomicU64>,
     total: u64,
@@ -187,14 +189,16 @@ impl Job {
     async fn once(&mut self, key: String) -> Result<(), String> {
         match self.op {
             Op::Put => {
-                let value = self.value.as_ref().clone();
-                self.client.put(key, value, None).await.map_err(|e| e.to_string())?;
+                let request = PbPutRequest { key: key.into_bytes(), value: self.value.to_vec(), ..Default::default() };
+                self.client.put(&request).await?;
             }
             Op::GetLinearizable | Op::GetSerializable => {
-                let options = (self.op == Op::GetSerializable).then(|| GetOptions::new().with_serializable());
-                let resp = self.client.get(key.clone(), options).await.map_err(|e| e.to_string())?;
-                if resp.kvs().len() != 1 {
-                    return Err(format!("get {key}: expected 1 key, got {}", resp.kvs().len()));
+                let serializable = self.op == Op::GetSerializable;
+                let request = PbRangeRequest { key: key.into_bytes(), serializable, ..Default::default() };
+                let response = self.client.range(&request).await?;
+                if response.kvs.len() != 1 {
+                    let key = String::from_utf8_lossy(&request.key);
+                    return Err(format!("get {key}: expected 1 key, got {}", response.kvs.len()));
                 }
             }
         }

@@ -23,6 +23,7 @@
 pub mod api;
 mod conn;
 pub mod failover;
+mod grpc;
 mod https;
 mod kv;
 mod stats;
@@ -193,6 +194,8 @@ struct Ctx {
     endpoints: Vec<String>,
     prefix: String,
     clients: Vec<Client>,
+    /// The same endpoints as `clients`, over the lean client the closed-loop tests use.
+    conns: Vec<grpc::KvConn>,
     value: Arc<Vec<u8>>,
     timeout: Duration,
     max_time: Duration,
@@ -207,6 +210,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     println!("{}", header(&args, &endpoints, &prefix));
 
     let clients = conn::connect_round_robin(&endpoints, args.clients, timeout).await?;
+    let conns = grpc::connect_round_robin(&endpoints, args.clients, timeout).await?;
     let mut ctx = Ctx {
         value: Arc::new(vec![b'v'; args.value_size]),
         max_time: Duration::from_secs(args.max_seconds),
@@ -214,6 +218,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         endpoints,
         prefix,
         clients,
+        conns,
         timeout,
         populated: false,
     };
@@ -265,16 +270,16 @@ async fn run_one(ctx: &mut Ctx, test: TestKind) -> Result<Row, BenchError> {
     };
     match test {
         TestKind::SeqPut => {
-            let w = closed_loop(kv::Op::Put, &ctx.clients[..1], 1, ctx.args.seq_total);
+            let w = closed_loop(kv::Op::Put, &ctx.conns[..1], 1, ctx.args.seq_total);
             kv::run(w).await
         }
         TestKind::Put => {
-            let w = closed_loop(kv::Op::Put, &ctx.clients, ctx.args.inflight, ctx.args.total);
+            let w = closed_loop(kv::Op::Put, &ctx.conns, ctx.args.inflight, ctx.args.total);
             kv::run(w).await
         }
         TestKind::GetLinearizable | TestKind::GetSerializable => {
             if !ctx.populated {
-                let fill = closed_loop(kv::Op::Put, &ctx.clients, ctx.args.inflight, ctx.args.keyspace);
+                let fill = closed_loop(kv::Op::Put, &ctx.conns, ctx.args.inflight, ctx.args.keyspace);
                 let row = kv::run(fill).await.map_err(|e| BenchError::Test {
                     test: test.name().into(),
                     reason: format!("populating the keyspace: {e}"),
@@ -289,7 +294,7 @@ async fn run_one(ctx: &mut Ctx, test: TestKind) -> Result<Row, BenchError> {
                 ctx.populated = true;
             }
             let op = if test == TestKind::GetLinearizable { kv::Op::GetLinearizable } else { kv::Op::GetSerializable };
-            let w = closed_loop(op, &ctx.clients, ctx.args.inflight, ctx.args.total);
+            let w = closed_loop(op, &ctx.conns, ctx.args.inflight, ctx.args.total);
             kv::run(w).await
         }
         TestKind::Watch => {

@@ -80,11 +80,23 @@ pub struct RaftNode {
     /// Fires once when this member has been removed from the cluster; it then stops, as an
     /// etcd member does.
     pub removed: tokio::sync::Notify,
+    /// The state machine's applied log index ([`StateMachine::applied_index`]).
+    ///
+    /// [`StateMachine::applied_index`]: crate::raft::state_machine::StateMachine::applied_index
+    applied_index: tokio::sync::watch::Receiver<u64>,
 }
 
 impl RaftNode {
-    pub fn new(raft: Raft, cluster_id: u64, member_id: u64, peers: Peers, settings: RaftSettings) -> Arc<RaftNode> {
-        Arc::new(RaftNode { raft, cluster_id, member_id, peers, settings, removed: tokio::sync::Notify::new() })
+    pub fn new(
+        raft: Raft,
+        identity: (u64, u64),
+        peers: Peers,
+        settings: RaftSettings,
+        applied_index: tokio::sync::watch::Receiver<u64>,
+    ) -> Arc<RaftNode> {
+        let (cluster_id, member_id) = identity;
+        let removed = tokio::sync::Notify::new();
+        Arc::new(RaftNode { raft, cluster_id, member_id, peers, settings, removed, applied_index })
     }
 
     fn with_metrics<T>(&self, read: impl FnOnce(&RaftMetrics<TypeConfig>) -> T) -> T {
@@ -149,17 +161,11 @@ impl RaftNode {
 
     /// Waits until this member has applied log index `index`, or `deadline`.
     pub async fn wait_applied(&self, index: u64, deadline: Instant) -> bool {
-        let mut metrics = self.raft.metrics();
-        loop {
-            let applied = metrics.borrow_watched().last_applied.as_ref().map_or(0, |id| id.index);
-            if applied >= index {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) | Err(_) => return false,
-            }
+        if *self.applied_index.borrow() >= index {
+            return true;
         }
+        let mut applied = self.applied_index.clone();
+        matches!(tokio::time::timeout_at(deadline, applied.wait_for(|applied| *applied >= index)).await, Ok(Ok(_)))
     }
 }
 

@@ -27,8 +27,11 @@ const QUEUE_CAPACITY: usize = 8_192;
 const BATCH_MAX_REQUESTS: usize = 512;
 /// Encoded bytes per log entry at most (one request may exceed it alone).
 const BATCH_MAX_BYTES: usize = 4 << 20;
-/// Batches proposed or forwarded concurrently.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Batches proposed or forwarded concurrently. One: requests that arrive while a batch is in
+/// flight all go in the next one, so a loaded member makes few, large log entries (and few
+/// forward calls). Measured at 64 puts in flight on three members: about 15 % less CPU per
+/// put and a lower p99 than with four. A lone request still goes at once.
+const BATCHES_IN_FLIGHT: usize = 1;
 /// How long a retry waits for a leader change before trying again anyway.
 const RETRY_WAIT: Duration = Duration::from_millis(50);
 /// How long a write may wait for a leader (and for its batch to commit) before it fails.

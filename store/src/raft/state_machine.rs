@@ -76,6 +76,8 @@ pub struct StateMachine {
     marker: AppliedMarker,
     membership: StoredMembership,
     snapshots: Arc<SnapshotStore>,
+    /// The log index of the last entry whose effects are published (readers wait on it).
+    applied_index: tokio::sync::watch::Sender<u64>,
 }
 
 impl StateMachine {
@@ -103,12 +105,19 @@ impl StateMachine {
         let marker = applied::read_marker(&engine)?;
         let membership = applied::read_membership(&engine)?;
         let applier = Applier::new(engine.clone(), lessor.clone());
-        Ok(StateMachine { engine, lessor, hub, compactions, applier, marker, membership, snapshots })
+        let (applied_index, _) = tokio::sync::watch::channel(marker.last_complete.map_or(0, |id| id.index));
+        Ok(StateMachine { engine, lessor, hub, compactions, applier, marker, membership, snapshots, applied_index })
     }
 
     /// The last completely applied log id and the last applied membership.
     pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
         (self.marker.last_complete, self.membership.clone())
+    }
+
+    /// Follows the log index of the last entry whose effects are visible to readers: it moves
+    /// after the engine's committed revision does, before the entry's client is answered.
+    pub fn applied_index(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied_index.subscribe()
     }
 
     /// The snapshot directory's current snapshot, if any.
@@ -207,6 +216,9 @@ impl StateMachine {
     /// Makes everything applied so far visible, then answers its clients.
     fn publish(&self, pending: &mut Pending) {
         self.engine.publish_committed(self.applier.revision());
+        if let Some(last) = self.marker.last_complete {
+            self.applied_index.send_if_modified(|index| std::mem::replace(index, last.index) != last.index);
+        }
         self.hub.publish(&pending.changes);
         for revision in pending.compact_to.drain(..) {
             let _ = self.compactions.send(revision);
@@ -240,6 +252,8 @@ impl StateMachine {
         self.applier = Applier::new(self.engine.clone(), self.lessor.clone());
         self.marker = AppliedMarker { last_complete: meta.last_log_id, partial: None };
         self.membership = meta.last_membership.clone();
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        self.applied_index.send_if_modified(|applied| std::mem::replace(applied, index) != index);
         self.hub.resync_all();
         if let Some(revision) = self.engine.meta_i64(META_SCHEDULED_COMPACT)? {
             let _ = self.compactions.send(revision);
