@@ -193,8 +193,9 @@ struct Ctx {
     args: BenchArgs,
     endpoints: Vec<String>,
     prefix: String,
-    clients: Vec<Client>,
-    /// The same endpoints as `clients`, over the lean client the closed-loop tests use.
+    /// etcd-client on the first endpoint: the watch test's writer and the final cleanup.
+    client: Client,
+    /// `--clients` connections round-robin over the endpoints, for the closed-loop tests.
     conns: Vec<grpc::KvConn>,
     value: Arc<Vec<u8>>,
     timeout: Duration,
@@ -209,7 +210,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let timeout = Duration::from_secs(args.timeout);
     println!("{}", header(&args, &endpoints, &prefix));
 
-    let clients = conn::connect_round_robin(&endpoints, args.clients, timeout).await?;
+    let client = conn::connect(&endpoints[0], timeout).await?;
     let conns = grpc::connect_round_robin(&endpoints, args.clients, timeout).await?;
     let mut ctx = Ctx {
         value: Arc::new(vec![b'v'; args.value_size]),
@@ -217,7 +218,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         args,
         endpoints,
         prefix,
-        clients,
+        client,
         conns,
         timeout,
         populated: false,
@@ -247,7 +248,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         println!("{}", stats::render_table(&rows));
     }
     if !ctx.args.keep {
-        match kv::delete_prefix(&ctx.clients[0], &ctx.prefix, ctx.timeout).await {
+        match kv::delete_prefix(&ctx.client, &ctx.prefix, ctx.timeout).await {
             Ok(n) => tracing::info!("bench: deleted {n} keys under {}", ctx.prefix),
             Err(e) => tracing::warn!("bench: could not delete {}: {e}", ctx.prefix),
         }
@@ -304,7 +305,7 @@ async fn run_one(ctx: &mut Ctx, test: TestKind) -> Result<Row, BenchError> {
             let watch_clients = conn::connect_round_robin(&ctx.endpoints, n, ctx.timeout).await?;
             watch::run(watch::WatchTest {
                 watch_clients: &watch_clients,
-                writer: ctx.clients[0].clone(),
+                writer: ctx.client.clone(),
                 key: format!("{}watch/key", ctx.prefix),
                 watchers: ctx.args.watchers,
                 puts: ctx.args.watch_puts,
