@@ -167,6 +167,17 @@ async fn put_on_one_member_is_read_on_the_others() {
         assert_eq!(got.kvs().len(), 1, "member {i}");
         assert_eq!(got.kvs()[0].mod_revision(), rev, "member {i}");
     }
+
+    // Read your writes on the member that answered, as etcd: a put through a follower has been
+    // applied there when it is acknowledged, so a serializable read on it right away sees it.
+    for n in 0..200 {
+        let key = format!("repl/ryw/{n}");
+        let rev = put(&mut cf, &key, "y").await;
+        let got = cf.get(key.as_str(), Some(GetOptions::new().with_serializable())).await.expect("serializable get");
+        assert_eq!(got.kvs().len(), 1, "serializable get of {key} on the follower that acknowledged its put");
+        assert_eq!(got.kvs()[0].mod_revision(), rev);
+        assert!(got.header().expect("header").revision() >= rev);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -378,6 +378,8 @@ fn serve(
         // grpc-go sends a URL as `:authority` for etcdctl's Maintenance calls; h2 would refuse it.
         // Plaintext only: on a TLS listener tonic decrypts above this layer.
         let incoming = crate::grpc::authority::fix_incoming(incoming, !listen.tls);
+        // Responses that complete together leave in one write.
+        let incoming = crate::grpc::coalesce::coalesce_incoming(incoming);
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };

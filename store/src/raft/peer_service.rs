@@ -75,7 +75,7 @@ impl Peer for PeerService {
         let request = request.into_inner();
         self.check(request.cluster_id, request.target)?;
         if !self.node.is_leader() {
-            return Ok(Response::new(ForwardReply { outcomes: Vec::new(), error: not_leader() }));
+            return Ok(Response::new(ForwardReply { outcomes: Vec::new(), error: not_leader(), log_index: 0 }));
         }
         let proposals = codec::decode_proposals(&request.proposals)
             .map_err(|e| Status::invalid_argument(format!("keel: bad forwarded requests: {e}")))?;

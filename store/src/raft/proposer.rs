@@ -1,6 +1,10 @@
 //! The replicated write path: write requests are batched (one log entry carries many requests,
 //! each still its own revision), then proposed through Raft on the leader or forwarded to it.
 //!
+//! A write is answered once the answering member has applied it, as etcd does, so a read served
+//! from that member's own state right after (serializable) sees it: the leader answers after its
+//! apply, and a member that forwarded the batch waits until it has applied the batch's log entry.
+//!
 //! Retries are only ever made when the request certainly was not appended to any log: the
 //! leader refused it up front (not leader), or the connection to the leader could not be made.
 //! Anything ambiguous (a leader that died mid-request) is answered with an error, as etcd does;
@@ -129,7 +133,14 @@ pub async fn submit(node: &RaftNode, proposals: Vec<Proposal>) -> Result<Vec<Res
             Some(id) => forward(node, id, &proposals).await,
         };
         match attempt {
-            Attempt::Done(outcome) => return outcome,
+            Attempt::Done(Ok(committed)) => {
+                // Forwarded: the leader applied it; wait until this member has too.
+                if !node.wait_applied(committed.log_index, deadline).await {
+                    return Err(StoreError::Timeout);
+                }
+                return Ok(committed.outcomes);
+            }
+            Attempt::Done(Err(error)) => return Err(error),
             Attempt::Retry if Instant::now() < deadline => {
                 // Wait briefly for a new leader, then try again whoever leads: a member that
                 // has just won an election refuses writes until it is ready, and stays leader
@@ -149,15 +160,23 @@ pub async fn submit(node: &RaftNode, proposals: Vec<Proposal>) -> Result<Vec<Res
 }
 
 pub enum Attempt {
-    Done(Result<Vec<Result<Applied>>>),
+    Done(Result<Committed>),
     /// Certainly not appended anywhere: try again with the (next) leader.
     Retry,
+}
+
+/// A batch committed and applied by the leader.
+pub struct Committed {
+    /// The log entry that carried the batch.
+    pub log_index: u64,
+    /// One outcome per request.
+    pub outcomes: Vec<Result<Applied>>,
 }
 
 /// Proposes on this member, which believes it leads. Also serves forwarded batches.
 pub async fn propose_locally(node: &RaftNode, proposals: Vec<Proposal>) -> Attempt {
     match node.raft.client_write(Command::Requests(ProposalBatch(proposals))).await {
-        Ok(response) => Attempt::Done(Ok(response.data.0)),
+        Ok(response) => Attempt::Done(Ok(Committed { log_index: response.log_id.index(), outcomes: response.data.0 })),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Attempt::Retry,
         Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
             Attempt::Done(Err(StoreError::LeaderChanged))
@@ -170,16 +189,23 @@ impl Attempt {
     /// The attempt as a forwarded call's reply.
     pub fn into_reply(self) -> wire::ForwardReply {
         match self {
-            Attempt::Done(Ok(outcomes)) => {
-                wire::ForwardReply { outcomes: codec::encode_outcomes(&outcomes), error: None }
-            }
+            Attempt::Done(Ok(committed)) => wire::ForwardReply {
+                outcomes: codec::encode_outcomes(&committed.outcomes),
+                error: None,
+                log_index: committed.log_index,
+            },
             Attempt::Done(Err(error)) => {
                 let (code, text) = error.to_wire();
-                wire::ForwardReply { outcomes: Vec::new(), error: Some(wire::WireError { code: code.into(), text }) }
+                wire::ForwardReply {
+                    outcomes: Vec::new(),
+                    error: Some(wire::WireError { code: code.into(), text }),
+                    log_index: 0,
+                }
             }
             Attempt::Retry => wire::ForwardReply {
                 outcomes: Vec::new(),
                 error: Some(wire::WireError { code: wire::NOT_LEADER, text: "not the leader".into() }),
+                log_index: 0,
             },
         }
     }
@@ -206,6 +232,7 @@ async fn forward(node: &RaftNode, leader: u64, proposals: &[Proposal]) -> Attemp
                 }
                 None => Attempt::Done(
                     codec::decode_outcomes(&reply.outcomes)
+                        .map(|outcomes| Committed { log_index: reply.log_index, outcomes })
                         .map_err(|e| StoreError::Internal(format!("bad forward reply from {leader:x}: {e}"))),
                 ),
             }

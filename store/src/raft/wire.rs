@@ -54,13 +54,16 @@ pub struct ForwardRequest {
     pub proposals: Vec<u8>,
 }
 
-/// One outcome per forwarded request (`codec::encode_outcomes`), or an error for all.
+/// One outcome per forwarded request (`codec::encode_outcomes`) and the index of the log entry
+/// that carried them, or an error for all.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ForwardReply {
     #[prost(bytes = "vec", tag = "1")]
     pub outcomes: Vec<u8>,
     #[prost(message, optional, tag = "2")]
     pub error: Option<WireError>,
+    #[prost(uint64, tag = "3")]
+    pub log_index: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
