@@ -6,7 +6,6 @@
 pub mod auth;
 pub mod authority;
 pub mod cluster;
-pub mod coalesce;
 pub mod frame_limit;
 pub mod kv;
 pub mod lease;

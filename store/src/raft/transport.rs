@@ -18,13 +18,20 @@
 //! only accepts callers presenting a certificate the same CA signed.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 
+use crate::coalesce::CoalescedWrites;
 use crate::raft::generated::peer_client::PeerClient;
 use crate::raft::generated::peer_server::{Peer, PeerServer};
 use crate::raft::types::PeerNode;
@@ -284,7 +291,7 @@ impl Peers {
             return Ok(slot.channel.clone());
         }
         let address = PeerAddress::parse(url)?;
-        let channel = self.endpoint(&address)?.connect_lazy();
+        let channel = self.endpoint(&address)?.connect_with_connector_lazy(Dialer);
         if let Some(old) = slots.insert((member_id, lane), Slot { address, channel: channel.clone() }) {
             tracing::info!(member_id = format!("{member_id:x}"), old = %old.address.url, new = %url, "peer URL changed");
         }
@@ -296,7 +303,6 @@ impl Peers {
         let endpoint = Endpoint::from_shared(address.dial.clone())
             .map_err(|e| TransportError::BadUrl { url: address.url.clone(), reason: e.to_string() })?
             .connect_timeout(options.connect_timeout)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(options.keepalive_interval)
             .keep_alive_timeout(options.keepalive_timeout)
             .keep_alive_while_idle(true)
@@ -310,6 +316,36 @@ impl Peers {
         endpoint
             .tls_config(tls.client_config(&address.server_name))
             .map_err(|source| TransportError::TlsMaterial { what: "client side", source })
+    }
+}
+
+/// Opens the TCP connection under a channel to a member: no Nagle delay, writes coalesced
+/// (tonic adds TLS above it for `https://` peers, and bounds the whole connect by
+/// [`TransportOptions::connect_timeout`]). Its errors are the socket's own `io::Error`s, so
+/// callers can tell a refused connection (nothing was sent) from a broken one.
+#[derive(Clone, Copy, Debug)]
+struct Dialer;
+
+impl tower::Service<Uri> for Dialer {
+    type Response = TokioIo<CoalescedWrites<TcpStream>>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no host in {uri}")))?;
+            let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(TokioIo::new(CoalescedWrites::new(tcp)))
+        })
     }
 }
 

@@ -1,5 +1,5 @@
-//! Fewer, larger socket writes on the client port: responses that complete together leave in
-//! one `writev`.
+//! Fewer, larger socket writes: what is ready to send together leaves in one write. Used on
+//! every connection a member accepts (client and peer ports) and opens (to other members).
 //!
 //! # Why
 //! A client keeps many calls in flight on one HTTP/2 connection, and they complete in bursts: a
@@ -7,19 +7,22 @@
 //! read that waited for it. Each answering task hands its response frames to the connection's
 //! `h2` task and wakes it, and tokio runs a task woken that way next. So the connection task ran
 //! once per response and wrote each one on its own: measured on the leader, one `writev` per
-//! response against one `recvfrom` per ten requests. On loopback a `writev` also runs the
-//! receiver's TCP input, so these writes were a large part of serving a small call.
+//! response against one `recvfrom` per ten requests. A call to another member went out as two
+//! or three writes (HEADERS, DATA, an empty DATA ending the stream), each made by a different
+//! poll. On loopback a write also runs the receiver's TCP input, so these writes were a large
+//! part of serving a small call.
 //!
 //! # How
-//! [`CoalescedWrites`] wraps an accepted connection. The first write after the connection was
-//! last flushed is deferred once: the wrapper wakes its own task and answers `Pending`, the way a
-//! full socket does. The task goes to the back of the run queue, the other answering tasks run
+//! [`CoalescedWrites`] wraps a connection. The first write after the connection was last flushed
+//! is deferred once: the wrapper wakes its own task and answers `Pending`, the way a full socket
+//! does. The task goes to the back of the run queue, the other tasks with something to send run
 //! and queue their frames, and when the connection task comes back it writes all of them
 //! together. Every write after that goes straight through until the writer flushes (`h2` flushes
-//! once its buffer is empty), which arms the deferral again. A lone response is delayed by one
+//! once its buffer is empty), which arms the deferral again. A lone message is delayed by one
 //! pass through the run queue, not by a timer; reads are untouched. The wrapper also reports
 //! that it takes no vectored writes, so `h2` copies small payloads into one buffer (see
-//! [`CoalescedWrites::is_write_vectored`]).
+//! [`CoalescedWrites::is_write_vectored`]). Under TLS the wrapper sits below the encryption, so
+//! it coalesces TLS records.
 
 use std::io;
 use std::pin::Pin;
