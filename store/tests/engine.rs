@@ -157,3 +157,47 @@ fn reopening_keeps_revision_compaction_and_data() {
     assert_eq!(engine.compact_revision(), 50);
     assert!(engine.get_at(b"k99", 101).expect("get").is_some());
 }
+
+#[test]
+fn every_change_of_a_key_is_seen_by_the_next_put_of_it() {
+    // Puts interleaved with range deletes and lease revocations: each put's prev_kv, version and
+    // create revision must match the key's newest version read from RocksDB just before it.
+    let mut f = fixture();
+    let lease = 7;
+    for i in 0..300u32 {
+        let key = format!("k{}", i % 10);
+        match i % 23 {
+            3 => {
+                f.delete("k3", "k6");
+                continue;
+            }
+            5 => {
+                f.apply(Proposal::LeaseGrant { id: lease, ttl_seconds: 60 }).expect("grant");
+            }
+            11 => {
+                // Revokes the lease (if granted this round) and deletes the keys attached to it.
+                let _ = f.apply(Proposal::LeaseRevoke { id: lease });
+                continue;
+            }
+            _ => {}
+        }
+        let before = f.engine.get_at(key.as_bytes(), f.engine.committed_revision()).expect("read");
+        let with_lease = (5..11).contains(&(i % 23)) && i % 2 == 0;
+        let request = PutRequest {
+            key: key.clone().into(),
+            value: format!("v{i}").into(),
+            lease: if with_lease { lease } else { 0 },
+            prev_kv: true,
+            ..Default::default()
+        };
+        let Ok(Applied::Put(response)) = f.apply(Proposal::Put(request)) else { panic!("put {key} failed") };
+        assert_eq!(response.prev_kv, before, "prev_kv of put {i} ({key})");
+        let after = f.engine.get_at(key.as_bytes(), f.engine.committed_revision()).expect("read").expect("just put");
+        assert_eq!(after.version, before.as_ref().map_or(1, |kv| kv.version + 1), "version after put {i}");
+        assert_eq!(
+            after.create_revision,
+            before.as_ref().map_or(after.mod_revision, |kv| kv.create_revision),
+            "create revision after put {i}"
+        );
+    }
+}
