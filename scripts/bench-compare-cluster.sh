@@ -5,7 +5,11 @@
 # in a temporary directory, benchmarked with the load spread over all three members, and stopped
 # (by PID) before the next one starts, so the two never compete for the CPU.
 #
-#   bash scripts/bench-compare-cluster.sh [extra keel bench flags, e.g. --total 20000]
+#   bash scripts/bench-compare-cluster.sh [--rounds N] [extra keel bench flags, e.g. --total 20000]
+#
+# With --rounds N (default 1) the etcd and Keel benchmarks alternate N times, each round on fresh
+# clusters, and a last table gives each test's median ops/s and p99 per system: runs on a small VM
+# vary by 10-15 %, and one round can land on either side of a bar.
 #
 # Every section runs even if an earlier one failed; the script exits non-zero if any did.
 set -euo pipefail
@@ -92,24 +96,76 @@ run() {
     }
 }
 
+rounds=1
+if [[ ${1:-} == --rounds ]]; then
+    [[ ${2:-} =~ ^[1-9][0-9]?$ ]] || { echo "--rounds takes a number from 1 to 99" >&2; exit 2; }
+    rounds=$2
+    shift 2
+fi
+
 failed=()
 echo "# $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), $(etcd --version | head -1)"
 echo
 
-mkdir -p "$work/etcd" "$work/keel"
-if start_cluster etcd 23810 23820 etcd; then
-    run "bench etcd" "$KEEL_BIN" bench --endpoints "$endpoints" --label "etcd 3.4, 3 members" "$@"
-else
-    failed+=("start etcd cluster")
-fi
-stop_members
+# bench_round SYSTEM ROUND: one fresh cluster of SYSTEM (etcd or keel), benchmarked and stopped;
+# its report goes to stdout and to $work/report-SYSTEM-ROUND.
+bench_round() {
+    local system=$1 round=$2 report="$work/report-$1-$2"
+    shift 2
+    rm -rf "${work:?}/$system"
+    mkdir -p "$work/$system"
+    local started
+    if [[ $system == etcd ]]; then
+        start_cluster etcd 23810 23820 etcd && started=1 || started=0
+    else
+        start_cluster keel 23830 23840 "$KEEL_BIN" store && started=1 || started=0
+    fi
+    if ((started)); then
+        local label="etcd 3.4, 3 members"
+        [[ $system == keel ]] && label="keel, 3 members"
+        ((rounds > 1)) && label+=", round $round"
+        run "bench $system $round" "$KEEL_BIN" bench --endpoints "$endpoints" --label "$label" "$@" >"$report"
+        cat "$report"
+    else
+        failed+=("start $system cluster (round $round)")
+    fi
+    stop_members
+}
 
-if start_cluster keel 23830 23840 "$KEEL_BIN" store; then
-    run "bench keel" "$KEEL_BIN" bench --endpoints "$endpoints" --label "keel, 3 members" "$@"
-else
-    failed+=("start keel cluster")
-fi
-stop_members
+# medians: each test's median ops/s and p99 over the rounds, per system, from the reports.
+medians() {
+    echo "## Medians of $rounds rounds"
+    echo
+    echo "| test | etcd ops/s | Keel ops/s | Keel / etcd | etcd p99 ms | Keel p99 ms |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    awk -F'|' '
+        FNR == 1 { sys = (FILENAME ~ /report-keel-/) ? "keel" : "etcd" }
+        $2 ~ /^ *(seq-put|put|get-linearizable|get-serializable|watch) *$/ {
+            test = $2; gsub(/ /, "", test)
+            if (!(test in order)) { order[test] = ++tests; names[tests] = test }
+            ops[sys, test] = ops[sys, test] " " $7 + 0
+            p99[sys, test] = p99[sys, test] " " $9 + 0
+        }
+        function median(list,   n, v, i, j, t) {
+            n = split(list, v, " ")
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j] < v[j - 1]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+            return n ? v[int((n + 1) / 2)] : 0
+        }
+        END {
+            for (i = 1; i <= tests; i++) {
+                t = names[i]
+                e = median(ops["etcd", t]); k = median(ops["keel", t])
+                printf "| %s | %d | %d | %.2fx | %.2f | %.2f |\n", t, e, k, e ? k / e : 0, median(p99["etcd", t]), median(p99["keel", t])
+            }
+        }' "$work"/report-*
+    echo
+}
+
+for round in $(seq 1 "$rounds"); do
+    bench_round etcd "$round" "$@"
+    bench_round keel "$round" "$@"
+done
+((rounds > 1)) && medians
 
 # The failover benchmark launches (and stops, by PID) its own clusters on free ports.
 run "failover etcd" "$KEEL_BIN" bench failover --launch etcd --dir "$work/failover-etcd" --rounds 20 \

@@ -402,6 +402,21 @@ mod tests {
         assert!(peers.slots().is_empty());
     }
 
+    #[tokio::test]
+    async fn a_refused_connection_is_known_not_to_have_sent_anything() {
+        // Forwarding retries only a call that certainly never left; the dialer's errors must keep
+        // the socket's own error in the status for that check.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let peers = Peers::new(None);
+        let mut client = peers.client(1, &node(&format!("http://127.0.0.1:{port}"))).expect("client");
+        let request = crate::raft::wire::ReadIndexRequest { cluster_id: 1, target: 1 };
+        let status = client.read_index(request).await.expect_err("nothing listens there");
+        assert!(crate::raft::proposer::never_sent(&status), "{status:?}");
+    }
+
     #[test]
     fn rejects_bad_tls_material() {
         let result = PeerTls::from_pem(b"not a cert".to_vec(), b"not a key".to_vec(), b"not a ca".to_vec());
