@@ -152,12 +152,16 @@ mod tests {
         let (client, server) = tokio::io::duplex(1 << 16);
         let mut writer = CoalescedWrites::new(client);
         let mut reader = CoalescedWrites::new(server);
-        for round in 0..3u8 {
-            writer.write_all(&[round; 1000]).await.expect("write");
-            writer.flush().await.expect("flush");
-            let mut got = [0u8; 1000];
-            reader.read_exact(&mut got).await.expect("read");
-            assert_eq!(got, [round; 1000]);
-        }
+        let rounds = async {
+            for round in 0..3u8 {
+                writer.write_all(&[round; 1000]).await.expect("write");
+                writer.flush().await.expect("flush");
+                let mut got = [0u8; 1000];
+                reader.read_exact(&mut got).await.expect("read");
+                assert_eq!(got, [round; 1000]);
+            }
+        };
+        // A deferral that forgot to wake its task would hang here, not pass.
+        tokio::time::timeout(std::time::Duration::from_secs(5), rounds).await.expect("a deferred write never resumed");
     }
 }

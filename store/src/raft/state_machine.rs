@@ -213,11 +213,16 @@ impl StateMachine {
         Ok(CommandOutcome::default())
     }
 
+    /// Moves the published applied index, waking readers only when it changes.
+    fn set_applied_index(&self, index: u64) {
+        self.applied_index.send_if_modified(|applied| std::mem::replace(applied, index) != index);
+    }
+
     /// Makes everything applied so far visible, then answers its clients.
     fn publish(&self, pending: &mut Pending) {
         self.engine.publish_committed(self.applier.revision());
         if let Some(last) = self.marker.last_complete {
-            self.applied_index.send_if_modified(|index| std::mem::replace(index, last.index) != last.index);
+            self.set_applied_index(last.index);
         }
         self.hub.publish(&pending.changes);
         for revision in pending.compact_to.drain(..) {
@@ -252,8 +257,7 @@ impl StateMachine {
         self.applier = Applier::new(self.engine.clone(), self.lessor.clone());
         self.marker = AppliedMarker { last_complete: meta.last_log_id, partial: None };
         self.membership = meta.last_membership.clone();
-        let index = meta.last_log_id.map_or(0, |id| id.index);
-        self.applied_index.send_if_modified(|applied| std::mem::replace(applied, index) != index);
+        self.set_applied_index(meta.last_log_id.map_or(0, |id| id.index));
         self.hub.resync_all();
         if let Some(revision) = self.engine.meta_i64(META_SCHEDULED_COMPACT)? {
             let _ = self.compactions.send(revision);
