@@ -5,7 +5,8 @@
 //! pass the quorum round, so it never serves a stale read.
 //!
 //! Reads that arrive together share one round (the round starts after they arrived, so each
-//! is still linearizable); a few rounds may be in flight at once.
+//! is still linearizable); one round is in flight at a time, and the reads arriving during it
+//! share the next.
 
 use std::sync::Arc;
 use std::time::Duration;
