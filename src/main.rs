@@ -42,6 +42,12 @@ enum StoreAction {
     },
 }
 
+/// mimalloc for the Rust heap: the request paths allocate small, short-lived buffers (HTTP/2
+/// frames, protobuf messages, batches) on one thread and free them on another, which glibc's
+/// allocator handles slowly; see docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     init_logging();
     let cli = Cli::parse();
