@@ -10,6 +10,8 @@
 //! (unknown lease, ignore_value on a missing key, compacted/future revision), and only then are
 //! the operations run. A failed check changes nothing.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use etcd_client::proto::{
@@ -69,6 +71,29 @@ pub struct Applier {
     /// Write batches handed to RocksDB so far: the writer syncs the WAL only if this moved.
     batches_written: u64,
     write_options: WriteOptions,
+}
+
+/// Puts applied but not yet written. Consecutive puts of different keys share one RocksDB
+/// write: a log entry carries many requests, and a write per request cost more than the
+/// requests themselves. A put reads only its own key, so it may join as long as no earlier put
+/// in the run wrote that key; anything else is applied after the run is written.
+#[derive(Default)]
+pub struct PutRun {
+    batch: WriteBatch,
+    /// Hashes of the keys written (a collision only ends a run early).
+    keys: HashSet<u64>,
+    hasher: RandomState,
+}
+
+impl PutRun {
+    /// Whether `proposal` may be applied into this run.
+    pub fn accepts(&self, proposal: &Proposal) -> bool {
+        matches!(proposal, Proposal::Put(request) if !self.keys.contains(&self.hasher.hash_one(&request.key)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
 }
 
 /// compare.result values.
@@ -156,6 +181,40 @@ impl Applier {
             other => other,
         };
         (Ok(applied), effects)
+    }
+
+    /// Applies a put into `run` instead of writing it; `write_run` writes it. Nothing may read
+    /// the store in between except further puts `run` accepts.
+    pub fn apply_into(&mut self, request: &PutRequest, run: &mut PutRun) -> (Result<Applied>, SideEffects) {
+        let mut txn = WriteTxn::appending(&self.engine, self.revision, std::mem::take(&mut run.batch));
+        // A put checks everything before it writes: a failed one leaves the batch as it was.
+        let outcome = put(&mut txn, &self.lessor, request, true);
+        let (batch, changes) = txn.finish();
+        run.batch = batch;
+        match outcome {
+            Ok(response) => {
+                run.keys.insert(run.hasher.hash_one(&request.key));
+                if changes.is_some() {
+                    self.revision += 1;
+                }
+                (Ok(Applied::Put(response)), SideEffects { changes, compact_to: None })
+            }
+            Err(error) => (Err(error), SideEffects::default()),
+        }
+    }
+
+    /// Writes the puts in `run`, if any, with `extra`'s records in the same atomic batch; the
+    /// run is empty afterwards. Returns whether anything was written.
+    pub fn write_run(&mut self, run: &mut PutRun, extra: impl FnOnce(&mut WriteBatch)) -> Result<bool> {
+        run.keys.clear();
+        if run.batch.is_empty() {
+            return Ok(false);
+        }
+        let mut batch = std::mem::take(&mut run.batch);
+        extra(&mut batch);
+        self.engine.db().write_opt(batch, &self.write_options)?;
+        self.batches_written += 1;
+        Ok(true)
     }
 
     fn compact(&self, txn: &mut WriteTxn, revision: i64) -> Result<Applied> {

@@ -302,6 +302,7 @@ fn serve_peers(
     }
     let service = PeerService {
         node: store.node.clone(),
+        proposer: store.proposer.clone(),
         lessor: store.lessor.clone(),
         reads: store.reads.clone(),
         incoming_dir: config.data_dir.join("snap-incoming"),

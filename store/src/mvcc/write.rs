@@ -24,7 +24,13 @@ pub struct WriteTxn<'e> {
 
 impl<'e> WriteTxn<'e> {
     pub fn new(engine: &'e Engine, base: i64) -> WriteTxn<'e> {
-        WriteTxn { engine, base, batch: WriteBatch::default(), overlay: Overlay::new(), events: Vec::new() }
+        WriteTxn::appending(engine, base, WriteBatch::default())
+    }
+
+    /// A txn whose writes follow those already in `batch` (earlier requests' writes, not yet in
+    /// the store: the caller makes sure this request reads none of the keys they touch).
+    pub fn appending(engine: &'e Engine, base: i64, batch: WriteBatch) -> WriteTxn<'e> {
+        WriteTxn { engine, base, batch, overlay: Overlay::new(), events: Vec::new() }
     }
 
     pub fn engine(&self) -> &'e Engine {

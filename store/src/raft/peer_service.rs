@@ -11,12 +11,16 @@ use crate::raft::generated::peer_server::Peer;
 use crate::raft::lease_calls::{self, LeaseCall};
 use crate::raft::membership::{self, MemberChange};
 use crate::raft::node::RaftNode;
+use crate::raft::proposer::Proposer;
 use crate::raft::raft_rpc::{self, LocalIds};
 use crate::raft::wire::{self, *};
-use crate::raft::{codec, proposer, read_index};
+use crate::raft::{codec, read_index};
 
 pub struct PeerService {
     pub node: Arc<RaftNode>,
+    /// This member's write path: a forwarded batch goes to its committer, to share a log
+    /// entry with the other members' batches.
+    pub proposer: Proposer,
     pub lessor: Arc<Lessor>,
     /// Read-index rounds, shared by this member's own reads and its followers' requests.
     pub reads: read_index::ReadBarrier,
@@ -77,9 +81,10 @@ impl Peer for PeerService {
         if !self.node.is_leader() {
             return Ok(Response::new(ForwardReply { outcomes: Vec::new(), error: not_leader(), log_index: 0 }));
         }
+        let bytes = request.proposals.len();
         let proposals = codec::decode_proposals(&request.proposals)
             .map_err(|e| Status::invalid_argument(format!("keel: bad forwarded requests: {e}")))?;
-        Ok(Response::new(proposer::propose_locally(&self.node, proposals).await.into_reply()))
+        Ok(Response::new(self.proposer.committer().commit(proposals, bytes).await.into_reply()))
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {

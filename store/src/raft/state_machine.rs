@@ -26,7 +26,7 @@ use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{Applier, Proposal};
+use crate::apply::{Applier, Proposal, PutRun};
 use crate::error::StoreError;
 use crate::lease::Lessor;
 use crate::mvcc::engine::{CF_META, CF_RAFT_STATE, META_SCHEDULED_COMPACT, STATE_MACHINE_CFS};
@@ -154,6 +154,9 @@ impl StateMachine {
     }
 
     /// Applies an entry's write requests in order, skipping those a crash left applied.
+    ///
+    /// Runs of puts share one write (`PutRun`); every write carries the marker of the state
+    /// after its last request.
     fn apply_requests(
         &mut self,
         log_id: &LogId,
@@ -165,6 +168,9 @@ impl StateMachine {
         for _ in 0..done.min(proposals.len()) {
             outcomes.push(Err(StoreError::Internal("applied before a restart; its answer is lost".into())));
         }
+        let mut run = PutRun::default();
+        // The marker after the last request in `run`.
+        let mut run_marker = self.marker.clone();
         let mut complete_on_disk = false;
         for (index, proposal) in proposals.iter().enumerate().skip(done) {
             let after = if index + 1 == proposals.len() {
@@ -174,28 +180,56 @@ impl StateMachine {
                     u32::try_from(index + 1).map_err(|_| RaftStorageError::Corrupt("entry too large"))?;
                 AppliedMarker { last_complete: self.marker.last_complete, partial: Some((*log_id, requests_done)) }
             };
-            let marker_bytes = encode("applied marker", &after)?;
-            let meta_cf = self.engine.cf(CF_META);
-            let batches_before = self.applier.batches_written();
-            let (outcome, effects) =
-                self.applier.apply_with(proposal, |batch| batch.put_cf(meta_cf, applied::META_APPLIED, &marker_bytes));
+            if !run.accepts(proposal) {
+                complete_on_disk |= self.write_run(&mut run, &run_marker)?;
+            }
+            let (outcome, effects) = match proposal {
+                Proposal::Put(request) if run.accepts(proposal) => {
+                    let applied = self.applier.apply_into(request, &mut run);
+                    run_marker = after;
+                    applied
+                }
+                _ => {
+                    let marker_bytes = encode("applied marker", &after)?;
+                    let meta_cf = self.engine.cf(CF_META);
+                    let batches_before = self.applier.batches_written();
+                    let applied = self
+                        .applier
+                        .apply_with(proposal, |batch| batch.put_cf(meta_cf, applied::META_APPLIED, &marker_bytes));
+                    if self.applier.batches_written() != batches_before {
+                        complete_on_disk = after.partial.is_none();
+                        self.marker = after;
+                    }
+                    applied
+                }
+            };
             if let Err(error @ (StoreError::Storage(_) | StoreError::Corrupt(_))) = &outcome {
                 // Not a request's answer but a broken store: other members applied this entry.
                 return Err(RaftStorageError::Store(StoreError::Internal(format!("applying {log_id}: {error}"))));
-            }
-            if self.applier.batches_written() != batches_before {
-                complete_on_disk = after.partial.is_none();
-                self.marker = after;
             }
             pending.changes.extend(effects.changes);
             pending.compact_to.extend(effects.compact_to);
             outcomes.push(outcome);
         }
+        complete_on_disk |= self.write_run(&mut run, &run_marker)?;
         if !complete_on_disk {
             self.finish_entry(log_id, |_, _| Ok(()))?;
         }
         self.marker = AppliedMarker::complete(log_id);
         Ok(CommandOutcome(outcomes))
+    }
+
+    /// Writes the puts in `run` with `marker`, if there are any; returns whether that completed
+    /// the entry on disk.
+    fn write_run(&mut self, run: &mut PutRun, marker: &AppliedMarker) -> Result<bool> {
+        if run.is_empty() {
+            return Ok(false);
+        }
+        let marker_bytes = encode("applied marker", marker)?;
+        let meta_cf = self.engine.cf(CF_META);
+        self.applier.write_run(run, |batch| batch.put_cf(meta_cf, applied::META_APPLIED, &marker_bytes))?;
+        self.marker = marker.clone();
+        Ok(marker.partial.is_none())
     }
 
     /// Writes the complete marker for `log_id` together with `extra` records, in one batch.
@@ -391,7 +425,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod tests {
     use std::time::Duration;
 
-    use etcd_client::proto::PbPutRequest as PutRequest;
+    use etcd_client::proto::{PbDeleteRequest as DeleteRangeRequest, PbPutRequest as PutRequest};
     use openraft::vote::RaftLeaderIdExt;
     use openraft::{RaftSnapshotBuilder, RaftTypeConfig};
 
@@ -463,5 +497,63 @@ mod tests {
         assert_eq!(current.meta, snapshot.meta);
         close(target, engine);
         close(source, source_engine);
+    }
+
+    fn put(key: &str, value: &str) -> Proposal {
+        Proposal::Put(PutRequest { key: key.into(), value: value.into(), prev_kv: true, ..Default::default() })
+    }
+
+    /// Runs of puts share one write; the outcomes, the watch events and the stored records
+    /// must be exactly those of applying the requests one at a time.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_entry_applies_as_its_requests_one_at_a_time() {
+        let proposals = vec![
+            put("a", "1"),
+            put("b", "1"),
+            // The same key again in the same run: it must see the first put.
+            put("a", "2"),
+            Proposal::LeaseGrant { id: 7, ttl_seconds: 60 },
+            Proposal::Put(PutRequest { key: "c".into(), value: "leased".into(), lease: 7, ..Default::default() }),
+            // Refused, and writes nothing: no such lease; the key is absent.
+            Proposal::Put(PutRequest { key: "d".into(), lease: 8, ..Default::default() }),
+            Proposal::Put(PutRequest { key: "e".into(), ignore_value: true, ..Default::default() }),
+            put("b", "2"),
+            Proposal::DeleteRange(DeleteRangeRequest { key: "a".into(), prev_kv: true, ..Default::default() }),
+            put("a", "3"),
+            Proposal::Put(PutRequest { key: "b".into(), ignore_value: true, prev_kv: true, ..Default::default() }),
+            Proposal::LeaseRevoke { id: 7 },
+            put("c", "again"),
+        ];
+        let log_id = LogId::new(<TypeConfig as RaftTypeConfig>::LeaderId::new_committed(1, 1), 1);
+
+        let batched_dir = tempfile::tempdir().expect("tempdir");
+        let (batched_engine, mut batched) = open(batched_dir.path());
+        let entry =
+            Entry { log_id, payload: EntryPayload::Normal(Command::Requests(ProposalBatch(proposals.clone()))) };
+        let mut pending = Pending::default();
+        let outcome = batched.apply_entry(&entry, &mut pending).expect("apply");
+
+        let single_dir = tempfile::tempdir().expect("tempdir");
+        let (single_engine, single) = open(single_dir.path());
+        let mut applier = Applier::new(single_engine.clone(), single.lessor.clone());
+        let mut expected_changes = Vec::new();
+        let mut expected = Vec::new();
+        for proposal in &proposals {
+            let (outcome, effects) = applier.apply(proposal);
+            expected_changes.extend(effects.changes);
+            expected.push(outcome);
+        }
+
+        assert_eq!(format!("{:?}", outcome.0), format!("{expected:?}"));
+        assert_eq!(format!("{:?}", pending.changes), format!("{expected_changes:?}"));
+        assert_eq!(batched.applier.revision(), applier.revision());
+        for cf in [CF_KV, crate::mvcc::engine::CF_REV, crate::mvcc::engine::CF_LEASE_KEYS] {
+            let records = |engine: &Engine| engine.iter_cf(cf).map(|r| r.expect("read")).collect::<Vec<_>>();
+            assert_eq!(records(&batched_engine), records(&single_engine), "keyspace {cf}");
+        }
+        assert_eq!(batched.applied().0, Some(log_id));
+        drop(applier);
+        close(single, single_engine);
+        close(batched, batched_engine);
     }
 }

@@ -1,0 +1,225 @@
+//! The leader's side of the write path: batches from this member's proposer and batches
+//! forwarded by followers are merged into one log entry while the previous entry commits, so
+//! a loaded cluster makes one entry per round rather than one per member.
+//!
+//! Every entry carries a fixed cost on every member (an AppendEntries and its commit update,
+//! a WAL sync, a state machine write), so fewer, larger entries are what lets puts scale.
+//!
+//! Deadlock freedom: a batch that reaches the committer is only ever proposed here, through
+//! Raft, or refused (not the leader); it never waits for another member's proposer or
+//! committer. Proposers wait on committers, committers wait only on Raft.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::apply::Proposal;
+use crate::error::StoreError;
+use crate::raft::node::RaftNode;
+use crate::raft::proposer::{Attempt, BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, Committed, propose_locally};
+
+/// Batches waiting for an entry; a full queue makes senders wait (back-pressure). Each member
+/// has at most one batch in flight towards a leader, so a few suffice.
+const QUEUE_CAPACITY: usize = 64;
+/// Entries being committed at once. One: batches that arrive meanwhile all go in the next.
+const ENTRIES_IN_FLIGHT: usize = 1;
+
+/// One member's batch waiting for an entry; it stays whole (its sender needs the entry's
+/// index to wait for its own apply).
+struct Batch {
+    proposals: Vec<Proposal>,
+    bytes: usize,
+    reply: oneshot::Sender<Attempt>,
+}
+
+/// Handle to the committer task; cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Batch>,
+}
+
+impl Committer {
+    /// Starts the committer task on the current tokio runtime.
+    pub fn start(node: Arc<RaftNode>) -> Committer {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(node, rx));
+        Committer { tx }
+    }
+
+    /// Commits `proposals` (`bytes` encoded) in an entry of this member's log, if it leads.
+    pub async fn commit(&self, proposals: Vec<Proposal>, bytes: usize) -> Attempt {
+        let (reply, outcome) = oneshot::channel();
+        if self.tx.send(Batch { proposals, bytes, reply }).await.is_err() {
+            return Attempt::Done(Err(StoreError::Stopped));
+        }
+        outcome.await.unwrap_or(Attempt::Done(Err(StoreError::Stopped)))
+    }
+}
+
+async fn run(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Batch>) {
+    let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
+    // A batch that did not fit the previous entry opens the next one.
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(batch) => batch,
+            None => match rx.recv().await {
+                Some(batch) => batch,
+                None => return,
+            },
+        };
+        // Wait for a free slot first: batches that arrive meanwhile join this entry.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let mut entry = Entry::default();
+        entry.push(first);
+        while let Ok(batch) = rx.try_recv() {
+            if !entry.has_room_for(&batch) {
+                carried = Some(batch);
+                break;
+            }
+            entry.push(batch);
+        }
+        let node = node.clone();
+        tokio::spawn(async move {
+            let Entry { proposals, waiters, .. } = entry;
+            let requests = proposals.len();
+            deliver(waiters, requests, propose_locally(&node, proposals).await);
+            drop(permit);
+        });
+    }
+}
+
+/// The requests of one log entry, and for each batch in it, how many are its and who waits.
+#[derive(Default)]
+struct Entry {
+    proposals: Vec<Proposal>,
+    waiters: Vec<(usize, oneshot::Sender<Attempt>)>,
+    bytes: usize,
+}
+
+impl Entry {
+    /// A batch always fits an empty entry; otherwise it must stay within both limits.
+    fn has_room_for(&self, batch: &Batch) -> bool {
+        self.proposals.is_empty()
+            || (self.proposals.len() + batch.proposals.len() <= BATCH_MAX_REQUESTS
+                && self.bytes + batch.bytes <= BATCH_MAX_BYTES)
+    }
+
+    fn push(&mut self, batch: Batch) {
+        self.bytes += batch.bytes;
+        self.waiters.push((batch.proposals.len(), batch.reply));
+        self.proposals.extend(batch.proposals);
+    }
+}
+
+/// Hands each batch its outcomes, in entry order, with the entry's index. A failure, or a
+/// refusal (not the leader), goes to every batch.
+fn deliver(waiters: Vec<(usize, oneshot::Sender<Attempt>)>, requests: usize, attempt: Attempt) {
+    let committed = match attempt {
+        Attempt::Done(Ok(committed)) if committed.outcomes.len() == requests => committed,
+        Attempt::Done(Ok(committed)) => {
+            let error = format!("keel: {} outcomes for {requests} requests", committed.outcomes.len());
+            return fail_all(waiters, Some(&StoreError::Internal(error)));
+        }
+        Attempt::Done(Err(error)) => return fail_all(waiters, Some(&error)),
+        Attempt::Retry => return fail_all(waiters, None),
+    };
+    let log_index = committed.log_index;
+    let mut outcomes = committed.outcomes.into_iter();
+    for (count, reply) in waiters {
+        let outcomes = outcomes.by_ref().take(count).collect();
+        let _ = reply.send(Attempt::Done(Ok(Committed { log_index, outcomes })));
+    }
+}
+
+/// Answers every batch with `error`, or with a retry for None.
+fn fail_all(waiters: Vec<(usize, oneshot::Sender<Attempt>)>, error: Option<&StoreError>) {
+    let wire = error.map(StoreError::to_wire);
+    for (_, reply) in waiters {
+        let attempt = match &wire {
+            Some((code, text)) => Attempt::Done(Err(StoreError::from_wire(*code, text.clone()))),
+            None => Attempt::Retry,
+        };
+        let _ = reply.send(attempt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::Applied;
+
+    fn batch(requests: usize) -> (Batch, oneshot::Receiver<Attempt>) {
+        let (reply, rx) = oneshot::channel();
+        let proposals = vec![Proposal::Compact { revision: 1 }; requests];
+        (Batch { bytes: 16 * requests, proposals, reply }, rx)
+    }
+
+    fn revisions(attempt: Attempt) -> (u64, Vec<i64>) {
+        match attempt {
+            Attempt::Done(Ok(committed)) => (
+                committed.log_index,
+                committed
+                    .outcomes
+                    .iter()
+                    .map(|outcome| match outcome {
+                        Ok(Applied::Compact { revision }) => *revision,
+                        other => panic!("unexpected outcome {other:?}"),
+                    })
+                    .collect(),
+            ),
+            _ => panic!("no outcomes"),
+        }
+    }
+
+    #[test]
+    fn each_batch_gets_its_own_outcomes_and_the_entry_index() {
+        let mut entry = Entry::default();
+        let (first, mut first_rx) = batch(1);
+        let (second, mut second_rx) = batch(2);
+        for batch in [first, second] {
+            assert!(entry.has_room_for(&batch));
+            entry.push(batch);
+        }
+        let outcomes = (1..=3).map(|revision| Ok(Applied::Compact { revision })).collect();
+        deliver(entry.waiters, 3, Attempt::Done(Ok(Committed { log_index: 9, outcomes })));
+        assert_eq!(revisions(first_rx.try_recv().expect("answered")), (9, vec![1]));
+        assert_eq!(revisions(second_rx.try_recv().expect("answered")), (9, vec![2, 3]));
+    }
+
+    #[test]
+    fn a_failure_a_short_answer_or_a_refusal_reaches_every_batch() {
+        let short = Committed { log_index: 3, outcomes: vec![Ok(Applied::Compact { revision: 1 })] };
+        for (attempt, retry) in [
+            (Attempt::Done(Err(StoreError::LeaderChanged)), false),
+            (Attempt::Done(Ok(short)), false),
+            (Attempt::Retry, true),
+        ] {
+            let mut entry = Entry::default();
+            let (first, mut first_rx) = batch(1);
+            let (second, mut second_rx) = batch(2);
+            entry.push(first);
+            entry.push(second);
+            deliver(entry.waiters, 3, attempt);
+            for rx in [&mut first_rx, &mut second_rx] {
+                match rx.try_recv().expect("answered") {
+                    Attempt::Retry => assert!(retry),
+                    Attempt::Done(Err(_)) => assert!(!retry),
+                    Attempt::Done(Ok(_)) => panic!("a failed entry answered with outcomes"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_joins_only_an_entry_with_room_for_all_of_it() {
+        let mut entry = Entry::default();
+        let (big, _big_rx) = batch(BATCH_MAX_REQUESTS);
+        assert!(entry.has_room_for(&big), "any batch fits an empty entry");
+        let (first, _first_rx) = batch(1);
+        entry.push(first);
+        assert!(!entry.has_room_for(&big), "it waits for the next entry, whole");
+        let (fits, _fits_rx) = batch(BATCH_MAX_REQUESTS - 1);
+        assert!(entry.has_room_for(&fits));
+    }
+}
