@@ -999,7 +999,12 @@ impl Drop for Launched {
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Lossy: a log cut off in the middle of a character must still show its tail.
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => return format!("(cannot read {}: {error})", path.display()),
+    };
+    let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -1012,6 +1017,16 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_tail_survives_bytes_that_are_not_utf8() {
+        let path = std::env::temp_dir().join(format!("keel-log-tail-{}.log", std::process::id()));
+        std::fs::write(&path, b"first\nbroken \xe2\x86\nthread 'main' panicked\n").expect("write log");
+        let tail = log_tail(&path, 2);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(tail, "broken \u{fffd}\nthread 'main' panicked");
+        assert!(log_tail(&path, 2).starts_with("(cannot read"), "a missing log says so");
+    }
 
     #[test]
     fn table_counts_stuck_rounds() {
