@@ -204,17 +204,17 @@ impl Applier {
     }
 
     /// Writes the puts in `run`, if any, with `extra`'s records in the same atomic batch; the
-    /// run is empty afterwards. Returns whether anything was written.
-    pub fn write_run(&mut self, run: &mut PutRun, extra: impl FnOnce(&mut WriteBatch)) -> Result<bool> {
+    /// run is empty afterwards.
+    pub fn write_run(&mut self, run: &mut PutRun, extra: impl FnOnce(&mut WriteBatch)) -> Result<()> {
         run.keys.clear();
         if run.batch.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
         let mut batch = std::mem::take(&mut run.batch);
         extra(&mut batch);
         self.engine.db().write_opt(batch, &self.write_options)?;
         self.batches_written += 1;
-        Ok(true)
+        Ok(())
     }
 
     fn compact(&self, txn: &mut WriteTxn, revision: i64) -> Result<Applied> {

@@ -82,8 +82,7 @@ async fn run(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Batch>) {
         let node = node.clone();
         tokio::spawn(async move {
             let Entry { proposals, waiters, .. } = entry;
-            let requests = proposals.len();
-            deliver(waiters, requests, propose_locally(&node, proposals).await);
+            deliver(waiters, propose_locally(&node, proposals).await);
             drop(permit);
         });
     }
@@ -114,33 +113,32 @@ impl Entry {
 
 /// Hands each batch its outcomes, in entry order, with the entry's index. A failure, or a
 /// refusal (not the leader), goes to every batch.
-fn deliver(waiters: Vec<(usize, oneshot::Sender<Attempt>)>, requests: usize, attempt: Attempt) {
-    let committed = match attempt {
-        Attempt::Done(Ok(committed)) if committed.outcomes.len() == requests => committed,
-        Attempt::Done(Ok(committed)) => {
-            let error = format!("keel: {} outcomes for {requests} requests", committed.outcomes.len());
-            return fail_all(waiters, Some(&StoreError::Internal(error)));
+fn deliver(waiters: Vec<(usize, oneshot::Sender<Attempt>)>, attempt: Attempt) {
+    let requests: usize = waiters.iter().map(|(count, _)| count).sum();
+    let error = match attempt {
+        Attempt::Done(Ok(committed)) if committed.outcomes.len() == requests => {
+            let log_index = committed.log_index;
+            let mut outcomes = committed.outcomes.into_iter();
+            for (count, reply) in waiters {
+                let outcomes = outcomes.by_ref().take(count).collect();
+                let _ = reply.send(Attempt::Done(Ok(Committed { log_index, outcomes })));
+            }
+            return;
         }
-        Attempt::Done(Err(error)) => return fail_all(waiters, Some(&error)),
-        Attempt::Retry => return fail_all(waiters, None),
+        Attempt::Done(Ok(committed)) => {
+            StoreError::Internal(format!("keel: {} outcomes for {requests} requests", committed.outcomes.len()))
+        }
+        Attempt::Done(Err(error)) => error,
+        Attempt::Retry => {
+            for (_, reply) in waiters {
+                let _ = reply.send(Attempt::Retry);
+            }
+            return;
+        }
     };
-    let log_index = committed.log_index;
-    let mut outcomes = committed.outcomes.into_iter();
-    for (count, reply) in waiters {
-        let outcomes = outcomes.by_ref().take(count).collect();
-        let _ = reply.send(Attempt::Done(Ok(Committed { log_index, outcomes })));
-    }
-}
-
-/// Answers every batch with `error`, or with a retry for None.
-fn fail_all(waiters: Vec<(usize, oneshot::Sender<Attempt>)>, error: Option<&StoreError>) {
-    let wire = error.map(StoreError::to_wire);
+    let (code, text) = error.to_wire();
     for (_, reply) in waiters {
-        let attempt = match &wire {
-            Some((code, text)) => Attempt::Done(Err(StoreError::from_wire(*code, text.clone()))),
-            None => Attempt::Retry,
-        };
-        let _ = reply.send(attempt);
+        let _ = reply.send(Attempt::Done(Err(StoreError::from_wire(code, text.clone()))));
     }
 }
 
@@ -182,7 +180,7 @@ mod tests {
             entry.push(batch);
         }
         let outcomes = (1..=3).map(|revision| Ok(Applied::Compact { revision })).collect();
-        deliver(entry.waiters, 3, Attempt::Done(Ok(Committed { log_index: 9, outcomes })));
+        deliver(entry.waiters, Attempt::Done(Ok(Committed { log_index: 9, outcomes })));
         assert_eq!(revisions(first_rx.try_recv().expect("answered")), (9, vec![1]));
         assert_eq!(revisions(second_rx.try_recv().expect("answered")), (9, vec![2, 3]));
     }
@@ -200,7 +198,7 @@ mod tests {
             let (second, mut second_rx) = batch(2);
             entry.push(first);
             entry.push(second);
-            deliver(entry.waiters, 3, attempt);
+            deliver(entry.waiters, attempt);
             for rx in [&mut first_rx, &mut second_rx] {
                 match rx.try_recv().expect("answered") {
                     Attempt::Retry => assert!(retry),

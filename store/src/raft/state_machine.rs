@@ -180,11 +180,12 @@ impl StateMachine {
                     u32::try_from(index + 1).map_err(|_| RaftStorageError::Corrupt("entry too large"))?;
                 AppliedMarker { last_complete: self.marker.last_complete, partial: Some((*log_id, requests_done)) }
             };
+            // Whatever the run cannot take reads the store: the run is written first.
             if !run.accepts(proposal) {
                 complete_on_disk |= self.write_run(&mut run, &run_marker)?;
             }
             let (outcome, effects) = match proposal {
-                Proposal::Put(request) if run.accepts(proposal) => {
+                Proposal::Put(request) => {
                     let applied = self.applier.apply_into(request, &mut run);
                     run_marker = after;
                     applied
