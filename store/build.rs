@@ -140,6 +140,14 @@ fn main() {
     // Member-to-member calls: Raft's messages and Keel's forwarding (store/src/raft/wire.rs).
     let peer = [
         unary("append_entries", "AppendEntries", "RaftMessage", "RaftMessage"),
+        Rpc {
+            name: "append_stream",
+            route: "AppendStream",
+            input: "RaftMessage",
+            output: "RaftMessage",
+            client_streaming: true,
+            server_streaming: true,
+        },
         unary("vote", "Vote", "RaftMessage", "RaftMessage"),
         unary("pre_vote", "PreVote", "RaftMessage", "RaftMessage"),
         unary("transfer_leader", "TransferLeader", "RaftMessage", "RaftMessage"),

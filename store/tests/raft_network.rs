@@ -1,6 +1,7 @@
 //! Raft's network over the `keelpeer.Peer` gRPC service: the payload convention round-trips
-//! every message kind, a member only answers messages addressed to it, failures reach openraft
-//! as `Unreachable` quickly, snapshots stream in bounded chunks, and peer TLS is mutual.
+//! every message kind, replication's AppendEntries stream is pipelined and answered in order, a
+//! member only answers messages addressed to it, failures reach openraft as `Unreachable`
+//! quickly, snapshots stream in bounded chunks, and peer TLS is mutual.
 //!
 //! The server side is a test-only `Peer` that answers through `raft_rpc`'s request/reply and
 //! snapshot-receiving functions with canned Raft answers, so no Raft instance is needed.
@@ -12,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use keel_store::raft::append_stream;
 use keel_store::raft::generated::peer_client::PeerClient;
 use keel_store::raft::generated::peer_server::Peer;
 use keel_store::raft::network::{Network, Reply, SNAPSHOT_CHUNK_BYTES, SnapshotHeader, decode_payload, encode_payload};
@@ -27,13 +31,14 @@ use openraft::entry::RaftEntry;
 use openraft::error::{Fatal, RPCError, RaftError, ReplicationClosed, StreamingError};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderError, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderError,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::testing::{blank_ent, log_id, membership_ent};
 use openraft::type_config::alias::{SnapshotDataOf, SnapshotOf};
 use openraft::{Membership, StorageError};
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
@@ -153,6 +158,11 @@ struct FakePeer {
     /// The entry IDs of every `AppendEntries` received.
     appended: Arc<Mutex<Vec<Vec<LogId>>>>,
     calls: Arc<AtomicUsize>,
+    /// `AppendStream` calls received.
+    streams: Arc<AtomicUsize>,
+    /// On an `AppendStream`, answers are held until this many requests have arrived (then
+    /// all are answered): a sender that waits for each answer gets none.
+    answer_after: usize,
 }
 
 impl FakePeer {
@@ -164,12 +174,23 @@ impl FakePeer {
             snapshots: Arc::default(),
             appended: Arc::default(),
             calls: Arc::default(),
+            streams: Arc::default(),
+            answer_after: 1,
         }
     }
 
     fn reply<T: serde::Serialize>(&self, reply: Reply<T>) -> Result<Response<RaftMessage>, Status> {
+        self.seal(reply).map(Response::new)
+    }
+
+    fn seal<T: serde::Serialize>(&self, reply: Reply<T>) -> Result<RaftMessage, Status> {
         let ids = LocalIds { cluster_id: self.reply_cluster, ..self.local };
-        raft_rpc::seal_reply(&ids, "test", &reply).map(Response::new)
+        raft_rpc::seal_reply(&ids, "test", &reply)
+    }
+
+    fn record(&self, request: &AppendEntriesRequest<TypeConfig>) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.appended.lock().expect("lock").push(request.entries.iter().map(|e| e.log_id()).collect());
     }
 }
 
@@ -178,9 +199,44 @@ impl Peer for FakePeer {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let request: AppendEntriesRequest<TypeConfig> =
             raft_rpc::open_request(&self.local, "AppendEntries", request.get_ref())?;
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.appended.lock().expect("lock").push(request.entries.iter().map(|e| e.log_id()).collect());
+        self.record(&request);
         self.reply(Ok(AppendEntriesResponse::<TypeConfig>::Success))
+    }
+
+    type AppendStreamStream = Pin<Box<dyn Stream<Item = Result<RaftMessage, Status>> + Send>>;
+
+    /// Answers each request as a follower that has all its entries would, in order.
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        self.streams.fetch_add(1, Ordering::SeqCst);
+        let (mut requests, refusal) = append_stream::incoming_requests(self.local, request.into_inner());
+        let (answers, answers_rx) = tokio::sync::mpsc::channel(16);
+        let fake = self.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(request) = requests.next().await {
+                fake.record(&request);
+                let matching = request.entries.last().map(|e| e.log_id()).or(request.prev_log_id);
+                held.push(fake.seal::<StreamAppendResult<TypeConfig>>(Ok(Ok(matching))));
+                if held.len() >= fake.answer_after {
+                    for answer in held.drain(..) {
+                        if answers.send(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Some(status) = refusal.take() {
+                let _ = answers.send(Err(status)).await;
+            }
+            if !held.is_empty() {
+                // Held answers are never sent: the stream stays open, silent, until dropped.
+                answers.closed().await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(answers_rx))))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -304,6 +360,65 @@ async fn raft_rpcs_reach_the_addressed_member() {
     assert_eq!(peer.calls.load(Ordering::SeqCst), 4);
 }
 
+/// What a stream of `requests` to `client` answered, in order.
+async fn stream_answers(
+    client: &mut keel_store::raft::network::PeerNetwork,
+    requests: Vec<AppendEntriesRequest<TypeConfig>>,
+    option: RPCOption,
+) -> Vec<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
+    let answers = client.stream_append(futures::stream::iter(requests), option).await.expect("stream opens");
+    answers.collect().await
+}
+
+fn answered(answers: Vec<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>) -> Vec<Option<LogId>> {
+    answers.into_iter().map(|answer| answer.expect("an answer").expect("a success")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appends_stream_without_waiting_for_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The fake answers nothing until all three requests are in: one at a time would never end.
+    let peer = FakePeer { answer_after: 3, ..FakePeer::new(dir.path()) };
+    let addr = serve(peer.clone(), None).await;
+    let mut network = Network::new(CLUSTER, Peers::new(None));
+    let mut client = network.new_client(MEMBER, &node(format!("http://127.0.0.1:{}", addr.port()))).await;
+    let commit_update = AppendEntriesRequest::<TypeConfig> {
+        prev_log_id: Some(log_id::<TypeConfig>(3, 1, 12)),
+        entries: Vec::new(),
+        leader_commit: Some(log_id::<TypeConfig>(3, 1, 12)),
+        ..append_request()
+    };
+    let next = AppendEntriesRequest::<TypeConfig> {
+        entries: vec![blank_ent::<TypeConfig>(3, 1, 13)],
+        ..commit_update.clone()
+    };
+
+    let answers = stream_answers(&mut client, vec![append_request(), commit_update, next], option()).await;
+    let (twelve, thirteen) = (log_id::<TypeConfig>(3, 1, 12), log_id::<TypeConfig>(3, 1, 13));
+    assert_eq!(answered(answers), vec![Some(twelve), Some(twelve), Some(thirteen)]);
+    let ids: Vec<LogId> = entries().iter().map(|e| e.log_id()).collect();
+    assert_eq!(*peer.appended.lock().expect("lock"), vec![ids, vec![], vec![thirteen]]);
+    assert_eq!(peer.streams.load(Ordering::SeqCst), 1, "all three on one stream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_is_not_answered_fails_within_its_ttl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = FakePeer { answer_after: usize::MAX, ..FakePeer::new(dir.path()) };
+    let addr = serve(peer.clone(), None).await;
+    let mut network = Network::new(CLUSTER, Peers::new(None));
+    let mut client = network.new_client(MEMBER, &node(format!("http://127.0.0.1:{}", addr.port()))).await;
+    let option = RPCOption::new(Duration::from_millis(600));
+    let started = Instant::now();
+    let mut answers = stream_answers(&mut client, vec![append_request()], option.clone()).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answers.len(), 1, "the failure ends the stream");
+    let text = unreachable_text(answers.remove(0));
+    assert!(text.contains("AppendStream: no answer within"), "{text}");
+    assert!(elapsed >= option.soft_ttl() && elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    assert_eq!(peer.calls.load(Ordering::SeqCst), 1, "the request did arrive");
+}
+
 fn big_entry(index: u64, bytes: usize) -> Entry {
     let name = "x".repeat(bytes);
     Entry::new_normal(log_id::<TypeConfig>(3, 1, index), Command::PublishMember { id: 1, name, client_urls: vec![] })
@@ -338,6 +453,17 @@ async fn entries_above_the_message_limit_go_in_prefixes() {
     // One entry above the limit cannot be sent at all: an error, not a silent success.
     unreachable_text(client.append_entries(request(vec![big_entry(13, 200 << 10)]), option()).await);
     assert_eq!(peer.appended.lock().expect("lock").len(), 2);
+
+    // On a stream, the prefix goes and the stream ends after it: openraft resumes from the
+    // follower's answer, and nothing queued behind the cut request is sent.
+    let after = AppendEntriesRequest::<TypeConfig> {
+        prev_log_id: Some(log_id::<TypeConfig>(3, 1, 12)),
+        ..request(vec![big_entry(13, 10)])
+    };
+    let answers = stream_answers(&mut client, vec![request(entries.clone()), after], option()).await;
+    assert_eq!(answered(answers), vec![Some(log_id::<TypeConfig>(3, 1, 11))]);
+    assert_eq!(peer.appended.lock().expect("lock").last(), Some(&sent));
+    assert_eq!(peer.appended.lock().expect("lock").len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -352,6 +478,10 @@ async fn a_message_for_another_member_or_cluster_is_refused() {
     let mut wrong_member = Network::new(CLUSTER, peers.clone()).new_client(3, &node(url.clone())).await;
     let text = unreachable_text(wrong_member.append_entries(append_request(), option()).await);
     assert!(text.contains("not the addressed member"), "{text}");
+    let mut answers = stream_answers(&mut wrong_member, vec![append_request()], option()).await;
+    assert_eq!(answers.len(), 1, "the refusal ends the stream");
+    let text = unreachable_text(answers.remove(0));
+    assert!(text.contains("not the addressed member"), "{text}");
     let mut wrong_cluster = Network::new(CLUSTER + 1, peers.clone()).new_client(MEMBER, &node(url.clone())).await;
     let text = unreachable_text(wrong_cluster.vote(VoteRequest::new(vote(), None), option()).await);
     assert!(text.contains("not the addressed member"), "{text}");
@@ -365,7 +495,10 @@ async fn a_message_for_another_member_or_cluster_is_refused() {
 
     // An undecodable payload is refused as such.
     let message = RaftMessage { cluster_id: CLUSTER, target: MEMBER, payload: vec![0xff; 8] };
-    let status = raw.append_entries(message).await.expect_err("refused");
+    let status = raw.append_entries(message.clone()).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let mut answers = raw.append_stream(futures::stream::iter([message])).await.expect("stream opens").into_inner();
+    let status = answers.message().await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 
     // A snapshot for another member is refused before anything is written.

@@ -4,7 +4,8 @@
 //! - [`types`]: the openraft type configuration; [`codec`]: log payload bytes.
 //! - [`log_store`]: the Raft log and vote on RocksDB (fsync before acknowledging).
 //! - [`state_machine`]: applies committed entries to the engine; builds and installs snapshots.
-//! - [`network`]: the client side of Raft RPCs; [`transport`]: peer channels and TLS.
+//! - [`network`]: the client side of Raft RPCs; [`transport`]: peer channels and TLS;
+//!   [`append_stream`]: replication's AppendEntries pipelined on one stream, both sides.
 //! - [`raft_rpc`]: the server side of Raft RPCs; [`wire`]: the peer service's messages;
 //!   [`peer_service`]: the peer gRPC service (Raft RPCs and forwarded calls).
 //! - [`node`]: one member's Raft handle (leader, term, membership); [`bootstrap`]: starting it.
@@ -13,6 +14,7 @@
 //! - [`leadership`]: term in headers, lessor promote/demote; [`lease_calls`]: keep-alives on the
 //!   leader; [`membership`]: member add/remove/promote/update.
 
+pub mod append_stream;
 pub mod applied;
 pub mod bootstrap;
 pub mod codec;

@@ -30,13 +30,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::Stream;
 use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::entry::RaftEntry;
 use openraft::error::{RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::SnapshotOf;
 use serde::Serialize;
@@ -46,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::raft::append_stream;
 use crate::raft::generated::peer_client::PeerClient;
 use crate::raft::transport::Peers;
 use crate::raft::types::{LogId, PeerNode, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
@@ -177,12 +180,12 @@ impl Drop for AbortOnDrop {
 }
 
 impl PeerNetwork {
-    fn unreachable(&self, what: impl std::fmt::Display) -> Unreachable<TypeConfig> {
+    pub(crate) fn unreachable(&self, what: impl std::fmt::Display) -> Unreachable<TypeConfig> {
         let url = self.node.peer_urls.first().map_or("<no peer URL>", String::as_str);
         Unreachable::from_string(format!("member {:x} at {url}: {what}", self.target))
     }
 
-    fn describe_status(status: &tonic::Status) -> String {
+    pub(crate) fn describe_status(status: &tonic::Status) -> String {
         if status.code() == tonic::Code::FailedPrecondition {
             return format!("refused: not the addressed member ({})", status.message());
         }
@@ -201,7 +204,11 @@ impl PeerNetwork {
     }
 
     /// Checks that a reply comes from this cluster and decodes Raft's answer in it.
-    fn open_reply<T: DeserializeOwned>(&self, rpc: &str, reply: RaftMessage) -> Result<T, Unreachable<TypeConfig>> {
+    pub(crate) fn open_reply<T: DeserializeOwned>(
+        &self,
+        rpc: &str,
+        reply: RaftMessage,
+    ) -> Result<T, Unreachable<TypeConfig>> {
         if reply.cluster_id != self.cluster_id {
             return Err(self.unreachable(format_args!(
                 "{rpc} reply from cluster {:x}, expected cluster {:x}",
@@ -230,9 +237,8 @@ impl PeerNetwork {
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let name = rpc.name();
-        let mut client =
-            self.peers.client(self.target, &self.node).map_err(|e| self.unreachable(format_args!("{name}: {e}")))?;
-        let ttl = option.soft_ttl().max(MIN_RPC_TIMEOUT);
+        let mut client = self.client(name)?;
+        let ttl = self.rpc_timeout(option);
         let mut request =
             tonic::Request::new(RaftMessage { cluster_id: self.cluster_id, target: self.target, payload });
         // The receiver drops the request at the same deadline: nobody waits for its answer.
@@ -255,6 +261,26 @@ impl PeerNetwork {
         Ok(self.open_reply(name, reply)?)
     }
 
+    /// The client for a call named `rpc` to this member.
+    pub(crate) fn client(&self, rpc: &str) -> Result<PeerClient<Channel>, Unreachable<TypeConfig>> {
+        self.peers.client(self.target, &self.node).map_err(|e| self.unreachable(format_args!("{rpc}: {e}")))
+    }
+
+    /// How long a call (or a streamed message) may wait for its answer.
+    pub(crate) fn rpc_timeout(&self, option: &RPCOption) -> Duration {
+        option.soft_ttl().max(MIN_RPC_TIMEOUT)
+    }
+
+    /// The cluster and member every message to this member names.
+    pub(crate) fn addressing(&self) -> (u64, u64) {
+        (self.cluster_id, self.target)
+    }
+
+    /// The largest encoded `AppendEntries` one message may carry.
+    pub(crate) fn message_budget(&self) -> usize {
+        self.peers.options().max_message_bytes.saturating_sub(ENVELOPE_BYTES)
+    }
+
     fn snapshot_error(&self, what: impl std::fmt::Display) -> StreamingError<TypeConfig> {
         StreamingError::Unreachable(self.unreachable(format_args!("InstallSnapshot: {what}")))
     }
@@ -271,14 +297,28 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let budget = self.peers.options().max_message_bytes.saturating_sub(ENVELOPE_BYTES);
-        let (payload, prefix_end) =
-            fit_entries(rpc, budget).map_err(|e| self.unreachable(format_args!("AppendEntries: {e}")))?;
+        let (payload, prefix_end) = fit_entries(rpc, self.message_budget())
+            .map_err(|e| self.unreachable(format_args!("AppendEntries: {e}")))?;
         let reply = self.call_encoded(RaftRpc::AppendEntries, payload, &option).await?;
         Ok(match (reply, prefix_end) {
             (AppendEntriesResponse::Success, Some(last_sent)) => AppendEntriesResponse::PartialSuccess(Some(last_sent)),
             (reply, _) => reply,
         })
+    }
+
+    /// Replication's entries and commit updates, pipelined on one stream (`append_stream`).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        append_stream::open(self, input, option)
     }
 
     async fn vote(
@@ -387,7 +427,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
 
 /// Encodes an `AppendEntries` within `budget` bytes: the whole request, or the longest prefix
 /// of its entries that fits, with the ID of the last entry sent.
-fn fit_entries(
+pub(crate) fn fit_entries(
     mut rpc: AppendEntriesRequest<TypeConfig>,
     budget: usize,
 ) -> Result<(Vec<u8>, Option<LogId>), PayloadError> {

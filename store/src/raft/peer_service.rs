@@ -2,8 +2,10 @@
 //! forwarded calls, each answered only by the member it was meant for.
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::lease::Lessor;
@@ -14,7 +16,7 @@ use crate::raft::node::RaftNode;
 use crate::raft::proposer::Proposer;
 use crate::raft::raft_rpc::{self, LocalIds};
 use crate::raft::wire::{self, *};
-use crate::raft::{codec, read_index};
+use crate::raft::{append_stream, codec, read_index};
 
 pub struct PeerService {
     pub node: Arc<RaftNode>,
@@ -44,6 +46,9 @@ impl PeerService {
     }
 }
 
+/// The answers of an `AppendStream` call.
+pub type AppendStream = Pin<Box<dyn Stream<Item = Result<RaftMessage, Status>> + Send>>;
+
 fn not_leader() -> Option<WireError> {
     Some(WireError { code: wire::NOT_LEADER, text: "not the leader".into() })
 }
@@ -52,6 +57,12 @@ fn not_leader() -> Option<WireError> {
 impl Peer for PeerService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         raft_rpc::append_entries(&self.node.raft, &self.ids(), request.into_inner()).await.map(Response::new)
+    }
+
+    type AppendStreamStream = AppendStream;
+
+    async fn append_stream(&self, request: Request<Streaming<RaftMessage>>) -> Result<Response<AppendStream>, Status> {
+        Ok(Response::new(Box::pin(append_stream::serve(self.node.raft.clone(), self.ids(), request.into_inner()))))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
