@@ -3,7 +3,9 @@
 # run, with the same `keel bench` parameters, then measures leader failover of both with
 # `keel bench failover` (20 rounds each). Each cluster is started fresh on 127.0.0.1 with its data
 # in a temporary directory, benchmarked with the load spread over all three members, and stopped
-# (by PID) before the next one starts, so the two never compete for the CPU.
+# (by PID) before the next one starts, so the two never compete for the CPU; its data is removed
+# and the page cache written back before the next one starts, so they do not compete for the disk
+# either.
 #
 #   bash scripts/bench-compare-cluster.sh [--rounds N] [extra keel bench flags, e.g. --total 20000]
 #
@@ -130,6 +132,10 @@ bench_round() {
         failed+=("start $system cluster (round $round)")
     fi
     stop_members
+    # The next round starts on a quiet disk: the stopped cluster's data is removed and what it
+    # left dirty in the page cache is written back now, not during the other system's round.
+    rm -rf "${work:?}/$system"
+    sync
 }
 
 # medians: each test's median ops/s and p99 over the rounds, per system, from the reports.
