@@ -318,11 +318,13 @@ pub enum OneShot {
     StillRunning { output: String },
 }
 
-/// Runs `keel store` on `data_dir` (client URL on a free port, `--name=default`) plus `flags`,
+/// Runs `keel store` on `data_dir` (client and peer ports free ones, `--name=default`) plus `flags`,
 /// waits at most `timeout` for it to exit by itself, and kills it (by PID) if it does not.
 /// For checks that the store refuses to start.
 pub fn run_keel_store_once(data_dir: &Path, log_path: &Path, flags: &[&str], timeout: Duration) -> OneShot {
     let url = format!("http://127.0.0.1:{}", free_port());
+    // Its own peer port too: the default (2380) would clash with one-shots running in parallel.
+    let peer_url = format!("http://127.0.0.1:{}", free_port());
     let log = std::fs::File::create(log_path).expect("create one-shot log");
     let log_err = log.try_clone().expect("clone log handle");
     let mut child = Command::new(keel_bin())
@@ -331,6 +333,7 @@ pub fn run_keel_store_once(data_dir: &Path, log_path: &Path, flags: &[&str], tim
         .arg(format!("--data-dir={}", data_dir.display()))
         .arg(format!("--listen-client-urls={url}"))
         .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
         .args(flags)
         .stdin(Stdio::null())
         .stdout(log)
