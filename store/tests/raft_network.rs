@@ -419,6 +419,32 @@ async fn a_stream_that_is_not_answered_fails_within_its_ttl() {
     assert_eq!(peer.calls.load(Ordering::SeqCst), 1, "the request did arrive");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_sent_on_an_idle_stream_must_be_answered_within_the_ttl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = FakePeer { answer_after: usize::MAX, ..FakePeer::new(dir.path()) };
+    let addr = serve(peer.clone(), None).await;
+    let mut network = Network::new(CLUSTER, Peers::new(None));
+    let mut client = network.new_client(MEMBER, &node(format!("http://127.0.0.1:{}", addr.port()))).await;
+    let option = RPCOption::new(Duration::from_millis(600));
+    // The stream opens with nothing to send, and the sender waits for answers; a request
+    // comes later (as a new entry does on a quiet cluster).
+    let (requests, input) = tokio::sync::mpsc::channel(1);
+    let mut answers = client.stream_append(ReceiverStream::new(input), option.clone()).await.expect("stream opens");
+    let later = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = Instant::now();
+        requests.send(append_request()).await.expect("send");
+        (sent, requests)
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(5), answers.next()).await.expect("fails in time");
+    let (sent, _requests) = later.await.expect("sender");
+    let waited = sent.elapsed();
+    let text = unreachable_text(answer.expect("an answer"));
+    assert!(text.contains("AppendStream: no answer within"), "{text}");
+    assert!(waited >= option.soft_ttl() && waited < Duration::from_secs(2), "failed {waited:?} after the send");
+}
+
 fn big_entry(index: u64, bytes: usize) -> Entry {
     let name = "x".repeat(bytes);
     Entry::new_normal(log_id::<TypeConfig>(3, 1, index), Command::PublishMember { id: 1, name, client_urls: vec![] })

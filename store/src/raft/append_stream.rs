@@ -30,7 +30,7 @@ use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{RPCError, RaftError};
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
@@ -56,12 +56,17 @@ struct InFlight {
 }
 
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<InFlight>>);
+struct Shared {
+    in_flight: Arc<Mutex<InFlight>>,
+    /// Signalled whenever a message is sent, so a receiver with nothing to wait for arms the
+    /// new message's deadline.
+    sent: Arc<Notify>,
+}
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, InFlight> {
         // Every update is a single push, pop or assignment: a panic cannot leave it half-done.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -118,6 +123,7 @@ where
                 }
             };
             shared.lock().sent.push_back(Instant::now());
+            shared.sent.notify_one();
             // After a prefix, the rest of the request was never sent: nothing after it may be.
             let rest = if cut.is_some() { None } else { Some(input) };
             Some((RaftMessage { cluster_id, target, payload }, rest))
@@ -146,17 +152,23 @@ impl Answers<'_> {
     }
 
     async fn receive(&mut self) -> Option<Answer> {
-        let oldest = self.shared.lock().sent.front().copied();
         let ttl = self.ttl;
-        let deadline = async move {
-            match oldest {
-                Some(sent) => tokio::time::sleep_until(sent + ttl).await,
-                None => std::future::pending().await,
+        let reply = loop {
+            let sent = self.shared.sent.clone();
+            let message_sent = sent.notified();
+            let oldest = self.shared.lock().sent.front().copied();
+            let deadline = async move {
+                match oldest {
+                    Some(sent) => tokio::time::sleep_until(sent + ttl).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // `message()` only polls the stream, so dropping it to re-arm the deadline is safe.
+            tokio::select! {
+                reply = self.replies.message() => break reply,
+                () = deadline => return Some(Err(self.failure(format_args!("no answer within {ttl:?}")))),
+                () = message_sent, if oldest.is_none() => {}
             }
-        };
-        let reply = tokio::select! {
-            reply = self.replies.message() => reply,
-            () = deadline => return Some(Err(self.failure(format_args!("no answer within {ttl:?}")))),
         };
         match reply {
             Ok(Some(reply)) => {
