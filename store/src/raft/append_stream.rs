@@ -14,8 +14,8 @@
 //!
 //! Time limit: every message must be answered within the RPC's soft TTL (at least
 //! `MIN_RPC_TIMEOUT`) of being sent; a stream whose oldest message waits longer is reported as
-//! `Unreachable`, like a unary call that timed out. An idle stream (nothing awaiting an answer)
-//! is kept by HTTP/2 keep-alive, which drops a dead member's connection.
+//! `Unreachable`, like a unary call that timed out. A message sent while nothing else awaited an
+//! answer is checked one TTL later at most, so it is reported within two TTLs.
 //!
 //! An `AppendEntries` too large for one message is cut to its longest fitting prefix (as the
 //! unary call does) and the stream's input ends after it: the follower's answer acknowledges the
@@ -30,7 +30,7 @@ use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{RPCError, RaftError};
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
@@ -58,9 +58,6 @@ struct InFlight {
 #[derive(Clone, Default)]
 struct Shared {
     in_flight: Arc<Mutex<InFlight>>,
-    /// Signalled whenever a message is sent, so a receiver with nothing to wait for arms the
-    /// new message's deadline.
-    sent: Arc<Notify>,
 }
 
 impl Shared {
@@ -123,7 +120,6 @@ where
                 }
             };
             shared.lock().sent.push_back(Instant::now());
-            shared.sent.notify_one();
             // After a prefix, the rest of the request was never sent: nothing after it may be.
             let rest = if cut.is_some() { None } else { Some(input) };
             Some((RaftMessage { cluster_id, target, payload }, rest))
@@ -154,20 +150,19 @@ impl Answers<'_> {
     async fn receive(&mut self) -> Option<Answer> {
         let ttl = self.ttl;
         let reply = loop {
-            let sent = self.shared.sent.clone();
-            let message_sent = sent.notified();
+            // With nothing awaiting an answer, look again after one TTL: a message sent
+            // meanwhile is then checked against its own deadline (so it is noticed within two
+            // TTLs at worst, without waking this task for every message sent).
             let oldest = self.shared.lock().sent.front().copied();
-            let deadline = async move {
-                match oldest {
-                    Some(sent) => tokio::time::sleep_until(sent + ttl).await,
-                    None => std::future::pending().await,
-                }
-            };
-            // `message()` only polls the stream, so dropping it to re-arm the deadline is safe.
+            let check_at = oldest.map_or_else(|| Instant::now() + ttl, |sent| sent + ttl);
+            // `message()` only polls the stream, so dropping it to look again is safe.
             tokio::select! {
                 reply = self.replies.message() => break reply,
-                () = deadline => return Some(Err(self.failure(format_args!("no answer within {ttl:?}")))),
-                () = message_sent, if oldest.is_none() => {}
+                () = tokio::time::sleep_until(check_at) => {
+                    if oldest.is_some() {
+                        return Some(Err(self.failure(format_args!("no answer within {ttl:?}"))));
+                    }
+                }
             }
         };
         match reply {
