@@ -401,13 +401,19 @@ async fn appends_stream_without_waiting_for_answers() {
     assert_eq!(peer.streams.load(Ordering::SeqCst), 1, "all three on one stream");
 }
 
+/// A member that takes every streamed AppendEntries and answers none, and a client of it.
+async fn silent_member(dir: &Path) -> (FakePeer, keel_store::raft::network::PeerNetwork) {
+    let peer = FakePeer { answer_after: usize::MAX, ..FakePeer::new(dir) };
+    let addr = serve(peer.clone(), None).await;
+    let mut network = Network::new(CLUSTER, Peers::new(None));
+    let client = network.new_client(MEMBER, &node(format!("http://127.0.0.1:{}", addr.port()))).await;
+    (peer, client)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_that_is_not_answered_fails_within_its_ttl() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let peer = FakePeer { answer_after: usize::MAX, ..FakePeer::new(dir.path()) };
-    let addr = serve(peer.clone(), None).await;
-    let mut network = Network::new(CLUSTER, Peers::new(None));
-    let mut client = network.new_client(MEMBER, &node(format!("http://127.0.0.1:{}", addr.port()))).await;
+    let (peer, mut client) = silent_member(dir.path()).await;
     let option = RPCOption::new(Duration::from_millis(600));
     let started = Instant::now();
     let mut answers = stream_answers(&mut client, vec![append_request()], option.clone()).await;
@@ -422,10 +428,7 @@ async fn a_stream_that_is_not_answered_fails_within_its_ttl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_sent_on_an_idle_stream_still_has_a_deadline() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let peer = FakePeer { answer_after: usize::MAX, ..FakePeer::new(dir.path()) };
-    let addr = serve(peer.clone(), None).await;
-    let mut network = Network::new(CLUSTER, Peers::new(None));
-    let mut client = network.new_client(MEMBER, &node(format!("http://127.0.0.1:{}", addr.port()))).await;
+    let (_peer, mut client) = silent_member(dir.path()).await;
     let option = RPCOption::new(Duration::from_millis(600));
     // The stream opens with nothing to send, and the sender waits for answers; a request
     // comes later (as a new entry does on a quiet cluster).
