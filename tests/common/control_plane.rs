@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, keel_bin, require_program};
+use super::{free_port, keel_bin, random_u32, require_program};
 
 /// How long `keel up` may take to report the cluster ready.
 const UP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -32,10 +32,11 @@ pub struct UpCluster {
     pub etcd_url: Option<String>,
 }
 
-/// A port base whose nine ports (base+{0,1,2,10,11,12,20,21,22}) are free now.
+/// A port base whose nine ports (base+{0,1,2,10,11,12,20,21,22}) are free now, below Linux's
+/// ephemeral range for the reason `free_port` gives.
 fn free_port_base() -> u16 {
     for _ in 0..200 {
-        let base = 20_000 + (rand_u16() % 40_000);
+        let base = (10_000 + random_u32() % 21_900) as u16;
         let all_free =
             (0..3u16).all(|i| (0..3u16).all(|j| TcpListener::bind(("127.0.0.1", base + 10 * i + j)).is_ok()));
         if all_free {
@@ -43,12 +44,6 @@ fn free_port_base() -> u16 {
         }
     }
     panic!("no free port base found");
-}
-
-fn rand_u16() -> u16 {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) as u16
 }
 
 impl UpCluster {

@@ -49,10 +49,28 @@ pub fn require_program(name: &str) -> PathBuf {
     panic!("`{name}` is not installed: run scripts/setup.sh (it installs etcd-client and etcd-server)");
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// Ports handed out by `free_port`: below Linux's ephemeral range (32768–60999 by default), where
+/// an outgoing connection (an etcdctl run, a peer dial) could take a port between the moment we
+/// found it free and the moment the server binds it. Seen in CI as etcd's "address already in use".
+const TEST_PORTS: std::ops::Range<u32> = 10_000..32_000;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, picked at random from `TEST_PORTS`.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    for _ in 0..1000 {
+        let port = (TEST_PORTS.start + random_u32() % (TEST_PORTS.end - TEST_PORTS.start)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?} after 1000 tries");
+}
+
+/// A random number from the standard library's per-process random hash keys (no extra crate).
+pub fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish() as u32
 }
 
 /// One running server process. Dropping it kills the process (by PID) and reaps it.
@@ -78,21 +96,39 @@ impl Server {
 
     /// Starts `target` with extra flags (only honoured by Keel).
     pub fn start_with(target: Target, dir: &Path, extra_args: &[&str]) -> Server {
-        let port = free_port();
-        let mut server = Server {
-            child: None,
-            target,
-            endpoint: format!("127.0.0.1:{port}"),
-            data_dir: dir.join("data"),
-            log_path: dir.join(format!("server-{port}.log")),
-            port,
-            peer_port: free_port(),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            shared_args: Vec::new(),
-        };
-        server.spawn();
-        server.wait_ready();
-        server
+        Server::launch(target, dir, extra_args, &[])
+    }
+
+    /// Spawns a server on fresh ports and waits until it serves. A server that exits because
+    /// its port was taken in the meantime (another test's server) is started again on other
+    /// ports, at most three times in all; any other early exit fails the test.
+    fn launch(target: Target, dir: &Path, extra_args: &[&str], shared_args: &[&str]) -> Server {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let port = free_port();
+            let mut server = Server {
+                child: None,
+                target,
+                endpoint: format!("127.0.0.1:{port}"),
+                data_dir: dir.join("data"),
+                log_path: dir.join(format!("server-{port}.log")),
+                port,
+                peer_port: free_port(),
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                shared_args: shared_args.iter().map(|s| s.to_string()).collect(),
+            };
+            server.spawn();
+            match server.serving_or_exited() {
+                Ok(()) => return server,
+                Err(log) if attempt < ATTEMPTS && log.to_lowercase().contains("address already in use") => {
+                    // The data directory may name the old peer URL: start from nothing.
+                    drop(server);
+                    let _ = std::fs::remove_dir_all(dir.join("data"));
+                }
+                Err(log) => panic!("server exited early; log:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     fn spawn(&mut self) {
@@ -130,16 +166,24 @@ impl Server {
 
     /// Waits (at most 30 s) until the client port accepts connections and answers a Status RPC.
     pub fn wait_ready(&mut self) {
+        if let Err(log) = self.serving_or_exited() {
+            panic!("server exited early; log:\n{log}");
+        }
+    }
+
+    /// `Ok` once the server answers a Status RPC; `Err(log)` if its process exits first.
+    /// Panics if neither happens within 30 s.
+    fn serving_or_exited(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("server exited early with {status}; log:\n{}", self.log());
+                    return Err(format!("(exit status {status})\n{}", self.log()));
                 }
             }
             let out = etcdctl(&self.endpoint, &["endpoint", "status"]);
             if out.status.success() {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 panic!("server at {} not ready after 30s; log:\n{}", self.endpoint, self.log());
@@ -231,21 +275,7 @@ impl Server {
     /// share with the same meaning, such as `--max-request-bytes=...`, so the same test can run
     /// against both.
     pub fn start_with_flags(dir: &Path, flags: &[&str]) -> Server {
-        let port = free_port();
-        let mut server = Server {
-            child: None,
-            target: Target::from_env(),
-            endpoint: format!("127.0.0.1:{port}"),
-            data_dir: dir.join("data"),
-            log_path: dir.join(format!("server-{port}.log")),
-            port,
-            peer_port: free_port(),
-            extra_args: Vec::new(),
-            shared_args: flags.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn();
-        server.wait_ready();
-        server
+        Server::launch(Target::from_env(), dir, &[], flags)
     }
 
     /// True while the process this handle started is alive (has not exited).

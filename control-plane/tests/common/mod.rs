@@ -34,10 +34,20 @@ const LOG_TAIL_LINES: usize = 60;
 /// Largest `/metrics` answer read.
 const METRICS_MAX_BYTES: usize = 4 << 20;
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, picked at random below Linux's ephemeral
+/// range (32768–60999), where an outgoing connection could take it before the store binds it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        // The standard library's per-process random hash keys are the random source.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 10_000 + (hasher.finish() % 22_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below 32000 after 1000 tries");
 }
 
 /// Two distinct free ports (client, peer).

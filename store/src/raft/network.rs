@@ -1,5 +1,8 @@
 //! The client side of Raft's RPCs: openraft's [`RaftNetworkFactory`] and, per target member,
 //! a [`RaftNetworkV2`] that carries each request over the `keelpeer.Peer` gRPC service.
+//! Replication's `AppendEntries` travel on one long-lived stream per replication session
+//! (`stream_append`, implemented in `append_stream`); the unary `append_entries` remains for
+//! callers that send one request at a time.
 //!
 //! This module also owns the payload convention both sides follow (the server side is
 //! `raft_rpc`):
