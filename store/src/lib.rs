@@ -9,7 +9,8 @@
 //! - [`grpc`]: the etcd v3 gRPC services, request checks and etcd's error texts.
 //! - [`store`]: one member's running state shared by the services.
 //! - [`server`]: start-up, TLS, serving; [`config`] flags; [`datadir`] data directory checks.
-//! - [`coalesce`]: fewer, larger socket writes on client and peer connections.
+//! - Connections it accepts and opens write through `keel_net::coalesce` (fewer, larger
+//!   socket writes).
 //! - [`snapshot`]: snapshots in etcd's framing; [`compactor`]: compaction scheduling.
 //!
 //! # Invariants
@@ -24,7 +25,6 @@
 //!   leader cannot confirm one.
 
 pub mod apply;
-pub mod coalesce;
 pub mod compactor;
 pub mod config;
 pub mod datadir;

@@ -315,7 +315,7 @@ fn serve_peers(
     let addr = listener.local_addr().ok();
     Ok(async move {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let incoming = crate::coalesce::coalesce_incoming(incoming);
+        let incoming = keel_net::coalesce::coalesce_incoming(incoming);
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };
@@ -381,7 +381,7 @@ fn serve(
         // Plaintext only: on a TLS listener tonic decrypts above this layer.
         let incoming = crate::grpc::authority::fix_incoming(incoming, !listen.tls);
         // Responses that complete together leave in one write.
-        let incoming = crate::coalesce::coalesce_incoming(incoming);
+        let incoming = keel_net::coalesce::coalesce_incoming(incoming);
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };

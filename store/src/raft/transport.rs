@@ -31,10 +31,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 
-use crate::coalesce::CoalescedWrites;
 use crate::raft::generated::peer_client::PeerClient;
 use crate::raft::generated::peer_server::{Peer, PeerServer};
 use crate::raft::types::PeerNode;
+use keel_net::coalesce::CoalescedWrites;
 
 /// Largest gRPC message a member sends or accepts from another member. Log entries travel in
 /// batches (a whole `AppendEntries` is one message), snapshot chunks are at most 1 MiB.

@@ -1,5 +1,7 @@
 //! Fewer, larger socket writes: what is ready to send together leaves in one write. Used on
-//! every connection a member accepts (client and peer ports) and opens (to other members).
+//! every connection a member accepts (client and peer ports) and opens (to other members), and
+//! on the load generator's connections (`keel bench`), which would otherwise send one write per
+//! request.
 //!
 //! # Why
 //! A client keeps many calls in flight on one HTTP/2 connection, and they complete in bursts: a
