@@ -99,11 +99,14 @@ impl Server {
         Server::launch(target, dir, extra_args, &[])
     }
 
-    /// Spawns a server on fresh ports and waits until it serves. A server that exits because
-    /// its port was taken in the meantime (another test's server) is started again on other
-    /// ports, at most three times in all; any other early exit fails the test.
+    /// Spawns a server on fresh ports and waits until it serves. A new server (no data
+    /// directory yet) that exits because its port was taken in the meantime (another test's
+    /// server) is started again on other ports, at most three times in all; any other early
+    /// exit fails the test.
     fn launch(target: Target, dir: &Path, extra_args: &[&str], shared_args: &[&str]) -> Server {
         const ATTEMPTS: usize = 3;
+        // A data directory the test prepared is never removed, so never retried.
+        let fresh = !dir.join("data").exists();
         for attempt in 1..=ATTEMPTS {
             let port = free_port();
             let mut server = Server {
@@ -120,8 +123,8 @@ impl Server {
             server.spawn();
             match server.serving_or_exited() {
                 Ok(()) => return server,
-                Err(log) if attempt < ATTEMPTS && log.to_lowercase().contains("address already in use") => {
-                    // The data directory may name the old peer URL: start from nothing.
+                Err(log) if fresh && attempt < ATTEMPTS && log.to_lowercase().contains("address already in use") => {
+                    // The data directory it made names the old peer URL: start from nothing.
                     drop(server);
                     let _ = std::fs::remove_dir_all(dir.join("data"));
                 }
