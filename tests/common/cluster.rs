@@ -13,7 +13,6 @@
 //! from a multi-threaded runtime, where a blocked worker does not stop the others.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -91,16 +90,7 @@ impl Cluster {
     /// `--snapshot-count=100`, `--election-timeout=500`).
     pub fn start_with_flags(target: Target, dir: &Path, n: usize, flags: &[&str]) -> Cluster {
         assert!(n >= 1, "a cluster needs a member");
-        let mut ports = BTreeSet::new();
-        // Distinct ports (free_port can hand out the same port twice once it was released).
-        for _ in 0..1000 {
-            if ports.len() == 2 * n {
-                break;
-            }
-            ports.insert(free_port());
-        }
-        assert_eq!(ports.len(), 2 * n, "could not find {} free ports", 2 * n);
-        let ports: Vec<u16> = ports.into_iter().collect();
+        let ports = keel_net::ports::free_local_ports(2 * n).expect("free ports for the members");
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         let initial_cluster: Vec<String> =
             names.iter().enumerate().map(|(i, name)| format!("{name}=http://127.0.0.1:{}", ports[2 * i + 1])).collect();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, keel_bin, random_u32, require_program};
+use super::{free_port, keel_bin, require_program};
 
 /// How long `keel up` may take to report the cluster ready.
 const UP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -32,11 +32,12 @@ pub struct UpCluster {
     pub etcd_url: Option<String>,
 }
 
-/// A port base whose nine ports (base+{0,1,2,10,11,12,20,21,22}) are free now, below Linux's
-/// ephemeral range for the reason `free_port` gives.
+/// A port base whose nine ports (base+{0,1,2,10,11,12,20,21,22}) are free now, within
+/// `keel_net::ports::LOCAL_PORTS` (below the ephemeral range).
 fn free_port_base() -> u16 {
     for _ in 0..200 {
-        let base = (10_000 + random_u32() % 21_900) as u16;
+        let ports = keel_net::ports::LOCAL_PORTS;
+        let base = rand::random_range(ports.start..ports.end - 22);
         let all_free =
             (0..3u16).all(|i| (0..3u16).all(|j| TcpListener::bind(("127.0.0.1", base + 10 * i + j)).is_ok()));
         if all_free {

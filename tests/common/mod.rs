@@ -9,7 +9,6 @@
 pub mod cluster;
 pub mod control_plane;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -49,28 +48,10 @@ pub fn require_program(name: &str) -> PathBuf {
     panic!("`{name}` is not installed: run scripts/setup.sh (it installs etcd-client and etcd-server)");
 }
 
-/// Ports handed out by `free_port`: below Linux's ephemeral range (32768–60999 by default), where
-/// an outgoing connection (an etcdctl run, a peer dial) could take a port between the moment we
-/// found it free and the moment the server binds it. Seen in CI as etcd's "address already in use".
-const TEST_PORTS: std::ops::Range<u32> = 10_000..32_000;
-
-/// A TCP port on 127.0.0.1 that was free a moment ago, picked at random from `TEST_PORTS`.
+/// A TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range (see
+/// `keel_net::ports` for why).
 pub fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let port = (TEST_PORTS.start + random_u32() % (TEST_PORTS.end - TEST_PORTS.start)) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {TEST_PORTS:?} after 1000 tries");
-}
-
-/// A random number from the standard library's per-process random hash keys (no extra crate).
-pub fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish() as u32
+    keel_net::ports::free_local_ports(1).expect("a free port")[0]
 }
 
 /// One running server process. Dropping it kills the process (by PID) and reaps it.

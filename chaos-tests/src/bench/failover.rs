@@ -864,7 +864,9 @@ impl Launched {
         };
         std::fs::create_dir_all(&dir).map_err(|e| BenchError::Args(format!("cannot create {}: {e}", dir.display())))?;
 
-        let ports = member_ports(args.members * 2)?;
+        // Below the ephemeral range: while a killed member is down the others keep dialing it,
+        // and a dial's source port must not be the one it needs when it restarts.
+        let ports = keel_net::ports::free_local_ports(args.members * 2).map_err(|e| failed(e.to_string()))?;
 
         let token = format!("keel-failover-{:08x}", rand::random::<u32>());
         let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
@@ -1003,41 +1005,9 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
-/// Ports the launched members listen on, picked below Linux's ephemeral range (32768–60999 by
-/// default): while a killed member is down, the others keep dialing it, and an outgoing
-/// connection's port taken from that range could be the one the member needs when it restarts.
-/// All are held at once, so they are distinct, and released just before the members start.
-const MEMBER_PORTS: std::ops::Range<u16> = 10_000..32_000;
-
-fn member_ports(n: usize) -> Result<Vec<u16>, BenchError> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n * 1_000 {
-        if held.len() == n {
-            break;
-        }
-        let port = rand::random_range(MEMBER_PORTS);
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            held.push((port, listener));
-        }
-    }
-    if held.len() < n {
-        return Err(failed(format!("found only {} of {n} free ports in {MEMBER_PORTS:?} on 127.0.0.1", held.len())));
-    }
-    Ok(held.into_iter().map(|(port, _)| port).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn member_ports_are_distinct_and_below_the_ephemeral_range() {
-        let ports = member_ports(6).expect("six free ports");
-        assert_eq!(ports.len(), 6);
-        assert!(ports.iter().all(|p| MEMBER_PORTS.contains(p)), "{ports:?}");
-        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
-        assert_eq!(distinct.len(), 6, "{ports:?}");
-    }
 
     #[test]
     fn a_log_tail_survives_bytes_that_are_not_utf8() {

@@ -13,7 +13,6 @@
 //! Nothing is skipped: a missing binary fails the test.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -34,32 +33,10 @@ const LOG_TAIL_LINES: usize = 60;
 /// Largest `/metrics` answer read.
 const METRICS_MAX_BYTES: usize = 4 << 20;
 
-/// A TCP port on 127.0.0.1 that was free a moment ago, picked at random below Linux's ephemeral
-/// range (32768–60999), where an outgoing connection could take it before the store binds it.
-pub fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    for _ in 0..1000 {
-        // The standard library's per-process random hash keys are the random source.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        let port = 10_000 + (hasher.finish() % 22_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below 32000 after 1000 tries");
-}
-
 /// Two distinct free ports (client, peer).
 fn two_ports() -> (u16, u16) {
-    let client = free_port();
-    for _ in 0..100 {
-        let peer = free_port();
-        if peer != client {
-            return (client, peer);
-        }
-    }
-    panic!("no second free port");
+    let ports = keel_net::ports::free_local_ports(2).expect("two free ports");
+    (ports[0], ports[1])
 }
 
 /// The `keel` binary built in the same target directory as this test
