@@ -28,8 +28,8 @@ pub struct UpArgs {
     #[arg(long, default_value = ".keel")]
     pub dir: PathBuf,
     /// Port layout: master i (0, 1, 2) serves the API on base+10i, the store on base+10i+1 and
-    /// peers on base+10i+2. Without it: API 6443-6445, store 2379/22379/32379, peers
-    /// 2380/22380/32380.
+    /// peers on base+10i+2. Without it: API 6443-6445, store 2379/12379/22379, peers
+    /// 2380/12380/22380.
     #[arg(long)]
     pub port_base: Option<u16>,
     /// Run the API servers on these etcd v3 endpoints instead of embedded store replicas.
