@@ -281,7 +281,12 @@ impl Peer for FakePeer {
         self.reply(Ok(SnapshotResponse::<TypeConfig>::new(received.vote)))
     }
 
-    async fn forward(&self, _: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+    type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<ForwardReply, Status>> + Send>>;
+
+    async fn forward_stream(
+        &self,
+        _: Request<Streaming<ForwardRequest>>,
+    ) -> Result<Response<Self::ForwardStreamStream>, Status> {
         Err(Status::unimplemented("test peer"))
     }
 

@@ -9,8 +9,9 @@
 //! - [`raft_rpc`]: the server side of Raft RPCs; [`wire`]: the peer service's messages;
 //!   [`peer_service`]: the peer gRPC service (Raft RPCs and forwarded calls).
 //! - [`node`]: one member's Raft handle (leader, term, membership); [`bootstrap`]: starting it.
-//! - [`proposer`]: batched writes, forwarded to the leader; [`committer`]: the leader merges
-//!   every member's batches into one log entry; [`read_index`]: linearizable reads.
+//! - [`proposer`]: batched writes, forwarded to the leader on one stream ([`forward_stream`]);
+//!   [`committer`]: the leader merges every member's batches into one log entry;
+//!   [`read_index`]: linearizable reads.
 //! - [`leadership`]: term in headers, lessor promote/demote; [`lease_calls`]: keep-alives on the
 //!   leader; [`membership`]: member add/remove/promote/update.
 
@@ -19,6 +20,7 @@ pub mod applied;
 pub mod bootstrap;
 pub mod codec;
 pub mod committer;
+pub mod forward_stream;
 pub mod leadership;
 pub mod lease_calls;
 pub mod log_store;

@@ -16,12 +16,12 @@ use crate::raft::node::RaftNode;
 use crate::raft::proposer::Proposer;
 use crate::raft::raft_rpc::{self, LocalIds};
 use crate::raft::wire::{self, *};
-use crate::raft::{append_stream, codec, read_index};
+use crate::raft::{append_stream, forward_stream, read_index};
 
 pub struct PeerService {
     pub node: Arc<RaftNode>,
-    /// This member's write path: a forwarded batch goes to its committer, to share a log
-    /// entry with the other members' batches.
+    /// This member's write path: forwarded batches go to its committer, to share a log entry
+    /// with the other members' batches.
     pub proposer: Proposer,
     pub lessor: Arc<Lessor>,
     /// Read-index rounds, shared by this member's own reads and its followers' requests.
@@ -48,6 +48,8 @@ impl PeerService {
 
 /// The answers of an `AppendStream` call.
 pub type AppendStream = Pin<Box<dyn Stream<Item = Result<RaftMessage, Status>> + Send>>;
+/// The answers of a `ForwardStream` call.
+pub type ForwardStream = Pin<Box<dyn Stream<Item = Result<ForwardReply, Status>> + Send>>;
 
 fn not_leader() -> Option<WireError> {
     Some(WireError { code: wire::NOT_LEADER, text: "not the leader".into() })
@@ -86,16 +88,14 @@ impl Peer for PeerService {
             .map(Response::new)
     }
 
-    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
-        let request = request.into_inner();
-        self.check(request.cluster_id, request.target)?;
-        if !self.node.is_leader() {
-            return Ok(Response::new(ForwardReply { outcomes: Vec::new(), error: not_leader(), log_index: 0 }));
-        }
-        let bytes = request.proposals.len();
-        let proposals = codec::decode_proposals(&request.proposals)
-            .map_err(|e| Status::invalid_argument(format!("keel: bad forwarded requests: {e}")))?;
-        Ok(Response::new(self.proposer.committer().commit(proposals, bytes).await.into_reply()))
+    type ForwardStreamStream = ForwardStream;
+
+    async fn forward_stream(
+        &self,
+        request: Request<Streaming<ForwardRequest>>,
+    ) -> Result<Response<ForwardStream>, Status> {
+        let committer = self.proposer.committer().clone();
+        Ok(Response::new(Box::pin(forward_stream::serve(self.node.clone(), committer, request.into_inner()))))
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {

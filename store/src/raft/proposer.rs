@@ -25,7 +25,8 @@ use crate::raft::codec;
 use crate::raft::committer::Committer;
 use crate::raft::node::RaftNode;
 use crate::raft::types::{Command, ProposalBatch};
-use crate::raft::wire::{self, ForwardRequest};
+use crate::raft::forward_stream::Forwarder;
+use crate::raft::wire;
 
 /// Requests waiting to be batched; a full queue makes callers wait (back-pressure).
 const QUEUE_CAPACITY: usize = 8_192;
@@ -33,11 +34,13 @@ const QUEUE_CAPACITY: usize = 8_192;
 pub const BATCH_MAX_REQUESTS: usize = 512;
 /// Encoded bytes per batch, and per log entry, at most (one request may exceed it alone).
 pub const BATCH_MAX_BYTES: usize = 4 << 20;
-/// Batches a follower forwards concurrently. One: requests that arrive while a batch is in
-/// flight all go in the next one, so a loaded member makes few, large forward calls. On the
-/// leader, batches go to the committer at once: it paces the log entries, and a batch held
-/// back here would miss the next entry. A lone request still goes at once.
-const FORWARDS_IN_FLIGHT: usize = 1;
+/// Batches a follower forwards concurrently. They travel on one stream (`forward_stream`), so
+/// a batch costs a message, not a call: several in flight let a follower's requests join the
+/// leader's very next entry instead of waiting for the previous batch's answer. Requests that
+/// arrive while all are in flight go in the next batch. On the leader, batches go to the
+/// committer at once: it paces the log entries, and a batch held back here would miss the
+/// next entry. A lone request still goes at once.
+const FORWARDS_IN_FLIGHT: usize = 8;
 /// How long a retry waits for a leader change before trying again anyway.
 const RETRY_WAIT: Duration = Duration::from_millis(50);
 /// How long a write may wait for a leader (and for its batch to commit) before it fails.
@@ -60,7 +63,8 @@ impl Proposer {
     pub fn start(node: Arc<RaftNode>) -> Proposer {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let committer = Committer::start(node.clone());
-        tokio::spawn(run(node, committer.clone(), rx));
+        let forwarder = Arc::new(Forwarder::new(node.clone()));
+        tokio::spawn(run(node, committer.clone(), forwarder, rx));
         Proposer { tx, committer }
     }
 
@@ -77,7 +81,7 @@ impl Proposer {
     }
 }
 
-async fn run(node: Arc<RaftNode>, committer: Committer, mut rx: mpsc::Receiver<Job>) {
+async fn run(node: Arc<RaftNode>, committer: Committer, forwarder: Arc<Forwarder>, mut rx: mpsc::Receiver<Job>) {
     let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         // A follower waits for a free slot first: requests that arrive meanwhile join this batch.
@@ -98,10 +102,10 @@ async fn run(node: Arc<RaftNode>, committer: Committer, mut rx: mpsc::Receiver<J
                 Err(_) => break,
             }
         }
-        let (node, committer) = (node.clone(), committer.clone());
+        let (node, committer, forwarder) = (node.clone(), committer.clone(), forwarder.clone());
         tokio::spawn(async move {
             let (proposals, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.proposal, j.reply)).unzip();
-            match submit(&node, &committer, proposals, bytes).await {
+            match submit(&node, &committer, &forwarder, proposals, bytes).await {
                 Ok(outcomes) if outcomes.len() == replies.len() => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome);
@@ -140,6 +144,7 @@ impl Job {
 async fn submit(
     node: &RaftNode,
     committer: &Committer,
+    forwarder: &Forwarder,
     proposals: Vec<Proposal>,
     bytes: usize,
 ) -> Result<Vec<Result<Applied>>> {
@@ -149,7 +154,7 @@ async fn submit(
         let attempt = match leader {
             None => Attempt::Retry,
             Some(id) if id == node.member_id => committer.commit(proposals.clone(), bytes).await,
-            Some(id) => forward(node, id, &proposals).await,
+            Some(id) => forwarder.forward(id, &proposals, deadline).await,
         };
         match attempt {
             Attempt::Done(Ok(committed)) => {
@@ -227,38 +232,6 @@ impl Attempt {
                 log_index: 0,
             },
         }
-    }
-}
-
-async fn forward(node: &RaftNode, leader: u64, proposals: &[Proposal]) -> Attempt {
-    let Some(address) = node.node(leader) else { return Attempt::Retry };
-    let mut client = match node.peers.client(leader, &address) {
-        Ok(client) => client,
-        Err(_) => return Attempt::Retry,
-    };
-    let request =
-        ForwardRequest { cluster_id: node.cluster_id, target: leader, proposals: codec::encode_proposals(proposals) };
-    let mut request = tonic::Request::new(request);
-    request.set_timeout(REQUEST_TIMEOUT);
-    match client.forward(request).await {
-        Ok(reply) => {
-            let reply = reply.into_inner();
-            match reply.error {
-                Some(error) if error.code == wire::NOT_LEADER => Attempt::Retry,
-                Some(error) => {
-                    let code = u8::try_from(error.code).unwrap_or(0);
-                    Attempt::Done(Err(StoreError::from_wire(code, error.text)))
-                }
-                None => Attempt::Done(
-                    codec::decode_outcomes(&reply.outcomes)
-                        .map(|outcomes| Committed { log_index: reply.log_index, outcomes })
-                        .map_err(|e| StoreError::Internal(format!("bad forward reply from {leader:x}: {e}"))),
-                ),
-            }
-        }
-        Err(status) if never_sent(&status) => Attempt::Retry,
-        Err(status) if status.code() == tonic::Code::DeadlineExceeded => Attempt::Done(Err(StoreError::Timeout)),
-        Err(_) => Attempt::Done(Err(StoreError::LeaderChanged)),
     }
 }
 
