@@ -18,8 +18,8 @@ use crate::error::StoreError;
 use crate::raft::node::RaftNode;
 use crate::raft::proposer::{Attempt, BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, Committed, propose_locally};
 
-/// Batches waiting for an entry; a full queue makes senders wait (back-pressure). Each member
-/// has at most one batch in flight towards a leader, so a few suffice.
+/// Batches waiting for an entry; a full queue makes senders wait (back-pressure). Each
+/// follower has at most a few batches in flight towards the leader.
 const QUEUE_CAPACITY: usize = 64;
 /// Entries being committed at once. One: batches that arrive meanwhile all go in the next.
 const ENTRIES_IN_FLIGHT: usize = 1;

@@ -10,8 +10,9 @@
 //!   answers go back in the batches' order.
 //!
 //! Retries stay safe: a batch is answered `Retry` only when it certainly never reached the
-//! leader (the stream could not be opened, or the leader refused it because it does not lead).
-//! A stream that fails with batches sent answers them `LeaderChanged`, as a failed call did.
+//! leader (it was still waiting when the stream failed or could not be opened, or the leader
+//! refused it because it does not lead). A stream that fails with batches sent answers them
+//! `LeaderChanged`, as a failed call did.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ use crate::error::StoreError;
 use crate::raft::codec;
 use crate::raft::committer::Committer;
 use crate::raft::node::RaftNode;
-use crate::raft::proposer::{Attempt, Committed, REQUEST_TIMEOUT, never_sent};
+use crate::raft::proposer::{Attempt, Committed, REQUEST_TIMEOUT};
 use crate::raft::wire::{self, ForwardReply, ForwardRequest, WireError};
 
 /// Batches one stream holds unanswered, on either side; a full stream makes senders wait.
@@ -95,16 +96,10 @@ type PeerClient = crate::raft::generated::peer_client::PeerClient<tonic::transpo
 async fn run_session(mut client: PeerClient, addressing: (u64, u64), mut inbox: mpsc::Receiver<Outgoing>) {
     let (cluster_id, target) = addressing;
     let (messages, outgoing) = mpsc::channel(BATCHES_AHEAD);
-    // Nothing is sent before the stream is open, so a failure to open it is safe to retry.
+    // No batch is sent before the stream is open, so a failure to open it is safe to retry.
     let opened = tokio::time::timeout(REQUEST_TIMEOUT, client.forward_stream(ReceiverStream::new(outgoing))).await;
-    let mut replies = match opened {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => {
-            let safe = never_sent(&status);
-            return refuse_all(&mut inbox, safe);
-        }
-        Err(_) => return refuse_all(&mut inbox, false),
-    };
+    let Ok(Ok(response)) = opened else { return refuse_all(&mut inbox) };
+    let mut replies = response.into_inner();
     // Batches sent and not yet answered, oldest first, with when each was sent.
     let mut waiting: VecDeque<(Instant, oneshot::Sender<Attempt>)> = VecDeque::new();
     let mut inbox_open = true;
@@ -124,7 +119,8 @@ async fn run_session(mut client: PeerClient, addressing: (u64, u64), mut inbox: 
             next = inbox.recv(), if inbox_open && waiting.len() < BATCHES_AHEAD => match next {
                 Some(Outgoing { proposals, reply }) => {
                     if messages.send(ForwardRequest { cluster_id, target, proposals }).await.is_err() {
-                        let _ = reply.send(Attempt::Done(Err(StoreError::LeaderChanged)));
+                        // The call has ended: this batch never left.
+                        let _ = reply.send(Attempt::Retry);
                         break;
                     }
                     waiting.push_back((Instant::now(), reply));
@@ -143,8 +139,7 @@ async fn run_session(mut client: PeerClient, addressing: (u64, u64), mut inbox: 
     for (_, waiter) in waiting {
         let _ = waiter.send(Attempt::Done(Err(StoreError::LeaderChanged)));
     }
-    inbox.close();
-    refuse_all(&mut inbox, true);
+    refuse_all(&mut inbox);
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -154,13 +149,11 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Answers every batch still in `inbox`, none of which was sent: `Retry` when the leader
-/// certainly has none of them, else an ambiguous failure.
-fn refuse_all(inbox: &mut mpsc::Receiver<Outgoing>, never_sent: bool) {
+/// Closes `inbox` and answers every batch still in it `Retry`: none of them was sent.
+fn refuse_all(inbox: &mut mpsc::Receiver<Outgoing>) {
     inbox.close();
     while let Ok(Outgoing { reply, .. }) = inbox.try_recv() {
-        let attempt = if never_sent { Attempt::Retry } else { Attempt::Done(Err(StoreError::LeaderChanged)) };
-        let _ = reply.send(attempt);
+        let _ = reply.send(Attempt::Retry);
     }
 }
 
