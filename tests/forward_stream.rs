@@ -19,7 +19,9 @@ use keel_store::raft::wire::{self, ForwardReply, ForwardRequest};
 fn put_batch(cluster_id: u64, target: u64, keys: &[&str]) -> ForwardRequest {
     let proposals: Vec<Proposal> = keys
         .iter()
-        .map(|key| Proposal::Put(PbPutRequest { key: key.as_bytes().to_vec(), value: b"v".to_vec(), ..Default::default() }))
+        .map(|key| {
+            Proposal::Put(PbPutRequest { key: key.as_bytes().to_vec(), value: b"v".to_vec(), ..Default::default() })
+        })
         .collect();
     ForwardRequest { cluster_id, target, proposals: codec::encode_proposals(&proposals) }
 }

@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use futures::future::Either;
 use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -194,15 +195,11 @@ pub fn serve(
                         Ok(Some(request)) => match accept(&node, request) {
                             Ok(Some((proposals, bytes))) => {
                                 let committer = committer.clone();
-                                answers.push_back(futures::future::Either::Left(async move {
+                                answers.push_back(Either::Left(async move {
                                     committer.commit(proposals, bytes).await.into_reply()
                                 }));
                             }
-                            Ok(None) => answers.push_back(futures::future::Either::Right(std::future::ready(ForwardReply {
-                                outcomes: Vec::new(),
-                                error: Some(WireError { code: wire::NOT_LEADER, text: "not the leader".into() }),
-                                log_index: 0,
-                            }))),
+                            Ok(None) => answers.push_back(Either::Right(std::future::ready(not_leader()))),
                             Err(status) => refusal = Some(status),
                         },
                         // The follower closed its side, or its connection failed.
@@ -224,6 +221,14 @@ pub fn serve(
         }
     });
     ReceiverStream::new(answers_rx)
+}
+
+fn not_leader() -> ForwardReply {
+    ForwardReply {
+        outcomes: Vec::new(),
+        error: Some(WireError { code: wire::NOT_LEADER, text: "not the leader".into() }),
+        log_index: 0,
+    }
 }
 
 /// A forwarded batch, decoded, if this member leads (`None` if not: the follower retries).

@@ -23,9 +23,9 @@ use crate::apply::{Applied, Proposal};
 use crate::error::{Result, StoreError};
 use crate::raft::codec;
 use crate::raft::committer::Committer;
+use crate::raft::forward_stream::Forwarder;
 use crate::raft::node::RaftNode;
 use crate::raft::types::{Command, ProposalBatch};
-use crate::raft::forward_stream::Forwarder;
 use crate::raft::wire;
 
 /// Requests waiting to be batched; a full queue makes callers wait (back-pressure).
