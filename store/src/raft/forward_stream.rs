@@ -30,8 +30,9 @@ use crate::error::StoreError;
 use crate::raft::codec;
 use crate::raft::committer::Committer;
 use crate::raft::node::RaftNode;
-use crate::raft::proposer::{Attempt, Committed, REQUEST_TIMEOUT};
-use crate::raft::wire::{self, ForwardReply, ForwardRequest, WireError};
+use crate::raft::proposer::{Attempt, REQUEST_TIMEOUT};
+use crate::raft::raft_rpc::LocalIds;
+use crate::raft::wire::{ForwardReply, ForwardRequest};
 
 /// Batches one stream holds unanswered, on either side; a full stream makes senders wait.
 const BATCHES_AHEAD: usize = 64;
@@ -110,7 +111,7 @@ async fn run_session(mut client: PeerClient, addressing: (u64, u64), mut inbox: 
             reply = replies.message() => match reply {
                 Ok(Some(reply)) => match waiting.pop_front() {
                     Some((_, waiter)) => {
-                        let _ = waiter.send(attempt_from(reply));
+                        let _ = waiter.send(Attempt::from_reply(reply));
                     }
                     None => break,
                 },
@@ -158,28 +159,13 @@ fn refuse_all(inbox: &mut mpsc::Receiver<Outgoing>) {
     }
 }
 
-/// A batch's answer as the proposer sees it.
-fn attempt_from(reply: ForwardReply) -> Attempt {
-    match reply.error {
-        Some(error) if error.code == wire::NOT_LEADER => Attempt::Retry,
-        Some(error) => {
-            let code = u8::try_from(error.code).unwrap_or(0);
-            Attempt::Done(Err(StoreError::from_wire(code, error.text)))
-        }
-        None => Attempt::Done(
-            codec::decode_outcomes(&reply.outcomes)
-                .map(|outcomes| Committed { log_index: reply.log_index, outcomes })
-                .map_err(|e| StoreError::Internal(format!("bad forward reply: {e}"))),
-        ),
-    }
-}
-
 /// The leader's side of one stream: each batch goes to the committer at once (so batches sent
 /// back to back can share an entry) and the answers go back in order. A message for another
 /// member, or one that cannot be decoded, ends the stream with its error after the answers
 /// to the batches before it.
 pub fn serve(
     node: Arc<RaftNode>,
+    local: LocalIds,
     committer: Committer,
     mut incoming: Streaming<ForwardRequest>,
 ) -> ReceiverStream<Result<ForwardReply, Status>> {
@@ -192,14 +178,14 @@ pub fn serve(
             tokio::select! {
                 message = incoming.message(), if incoming_open && refusal.is_none() && answers.len() < BATCHES_AHEAD => {
                     match message {
-                        Ok(Some(request)) => match accept(&node, request) {
+                        Ok(Some(request)) => match accept(&node, &local, request) {
                             Ok(Some((proposals, bytes))) => {
                                 let committer = committer.clone();
                                 answers.push_back(Either::Left(async move {
                                     committer.commit(proposals, bytes).await.into_reply()
                                 }));
                             }
-                            Ok(None) => answers.push_back(Either::Right(std::future::ready(not_leader()))),
+                            Ok(None) => answers.push_back(Either::Right(std::future::ready(Attempt::Retry.into_reply()))),
                             Err(status) => refusal = Some(status),
                         },
                         // The follower closed its side, or its connection failed.
@@ -223,22 +209,13 @@ pub fn serve(
     ReceiverStream::new(answers_rx)
 }
 
-fn not_leader() -> ForwardReply {
-    ForwardReply {
-        outcomes: Vec::new(),
-        error: Some(WireError { code: wire::NOT_LEADER, text: "not the leader".into() }),
-        log_index: 0,
-    }
-}
-
 /// A forwarded batch, decoded, if this member leads (`None` if not: the follower retries).
-fn accept(node: &RaftNode, request: ForwardRequest) -> Result<Option<(Vec<Proposal>, usize)>, Status> {
-    if request.cluster_id != node.cluster_id || request.target != node.member_id {
-        return Err(Status::failed_precondition(format!(
-            "keel: request for member {:x} of cluster {:x} reached member {:x} of cluster {:x}",
-            request.target, request.cluster_id, node.member_id, node.cluster_id
-        )));
-    }
+fn accept(
+    node: &RaftNode,
+    local: &LocalIds,
+    request: ForwardRequest,
+) -> Result<Option<(Vec<Proposal>, usize)>, Status> {
+    local.check(request.cluster_id, request.target)?;
     if !node.is_leader() {
         return Ok(None);
     }

@@ -36,13 +36,7 @@ impl PeerService {
     }
 
     fn check(&self, cluster_id: u64, target: u64) -> Result<(), Status> {
-        if cluster_id != self.node.cluster_id || target != self.node.member_id {
-            return Err(Status::failed_precondition(format!(
-                "keel: request for member {target:x} of cluster {cluster_id:x} reached member {:x} of cluster {:x}",
-                self.node.member_id, self.node.cluster_id
-            )));
-        }
-        Ok(())
+        self.ids().check(cluster_id, target)
     }
 }
 
@@ -95,7 +89,12 @@ impl Peer for PeerService {
         request: Request<Streaming<ForwardRequest>>,
     ) -> Result<Response<ForwardStream>, Status> {
         let committer = self.proposer.committer().clone();
-        Ok(Response::new(Box::pin(forward_stream::serve(self.node.clone(), committer, request.into_inner()))))
+        Ok(Response::new(Box::pin(forward_stream::serve(
+            self.node.clone(),
+            self.ids(),
+            committer,
+            request.into_inner(),
+        ))))
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {

@@ -233,6 +233,22 @@ impl Attempt {
             },
         }
     }
+
+    /// A forwarded batch's reply as an attempt: `Retry` when the leader refused it up front.
+    pub fn from_reply(reply: wire::ForwardReply) -> Attempt {
+        match reply.error {
+            Some(error) if error.code == wire::NOT_LEADER => Attempt::Retry,
+            Some(error) => {
+                let code = u8::try_from(error.code).unwrap_or(0);
+                Attempt::Done(Err(StoreError::from_wire(code, error.text)))
+            }
+            None => Attempt::Done(
+                codec::decode_outcomes(&reply.outcomes)
+                    .map(|outcomes| Committed { log_index: reply.log_index, outcomes })
+                    .map_err(|e| StoreError::Internal(format!("bad forward reply: {e}"))),
+            ),
+        }
+    }
 }
 
 /// True when the call certainly never reached the leader: the connection was refused or
