@@ -89,7 +89,7 @@ fn put(key: &str, value: &str) -> Proposal {
 }
 
 fn requests(id: LogId, proposals: Vec<Proposal>) -> Entry {
-    Entry { log_id: id, payload: EntryPayload::Normal(Command::Requests(ProposalBatch(proposals))) }
+    Entry { log_id: id, payload: EntryPayload::Normal(Command::Requests(ProposalBatch::new(proposals))) }
 }
 
 fn blank(id: LogId) -> Entry {

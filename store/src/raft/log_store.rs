@@ -9,11 +9,14 @@
 //! `raft-log-sync` thread, which syncs the WAL once for every callback queued so far and only
 //! then completes them. One WAL serves the log and the state machine, so a sync also makes every
 //! earlier state-machine write durable, and a crash keeps a prefix of all writes.
+//!
+//! Reads of recent entries come from [`LogTail`], which every append, truncation and purge
+//! updates right after RocksDB.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::OptionalSend;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -24,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::mvcc::Engine;
 use crate::mvcc::engine::{CF_RAFT_LOG, CF_RAFT_STATE};
+use crate::raft::log_tail::LogTail;
 use crate::raft::storage_error::{RaftStorageError, Result, decode, encode};
 use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -41,6 +45,7 @@ const FLUSH_QUEUE: usize = 1_024;
 pub struct LogStore {
     engine: Arc<Engine>,
     flusher: Arc<Flusher>,
+    tail: Arc<Mutex<LogTail>>,
 }
 
 /// The `raft-log-sync` thread and its queue. Dropping the last handle closes the queue and
@@ -72,7 +77,13 @@ impl LogStore {
             .spawn(move || run_flusher(&flusher_engine, flush_rx))
             .map_err(|e| RaftStorageError::Thread(e.to_string()))?;
         let flusher = Arc::new(Flusher { tx: Some(flush_tx), thread: Some(thread) });
-        Ok(LogStore { engine, flusher })
+        Ok(LogStore { engine, flusher, tail: Arc::default() })
+    }
+
+    /// The tail, even if a thread panicked holding it: every change to it is a whole step
+    /// (`LogTail` never leaves its entries non-consecutive), so it is still consistent.
+    fn tail(&self) -> MutexGuard<'_, LogTail> {
+        self.tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read_state<T: DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Result<Option<T>> {
@@ -111,6 +122,9 @@ impl LogStore {
 
     /// Entries with index in `[start, end)` (`end` None: to the last), in index order.
     fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>> {
+        if let Some(entries) = self.tail().get(start, end) {
+            return Ok(entries);
+        }
         let mut options = ReadOptions::default();
         if let Some(end) = end {
             options.set_iterate_upper_bound(end.to_be_bytes().to_vec());
@@ -129,14 +143,21 @@ impl LogStore {
         Ok(entries)
     }
 
-    /// Writes `entries` in one batch, without a WAL sync.
+    /// Writes `entries` in one batch, without a WAL sync, then keeps them in the tail.
     fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
         let cf = self.engine.cf(CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
+        let mut written = Vec::new();
         for entry in entries {
-            batch.put_cf(cf, entry.log_id.index.to_be_bytes(), encode("log entry", &entry)?);
+            let encoded = encode("log entry", &entry)?;
+            batch.put_cf(cf, entry.log_id.index.to_be_bytes(), &encoded);
+            written.push((entry, encoded.len()));
         }
         self.engine.db().write_opt(batch, &write_options(false))?;
+        let mut tail = self.tail();
+        for (entry, size) in written {
+            tail.push(entry, size);
+        }
         Ok(())
     }
 
@@ -146,6 +167,7 @@ impl LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.engine.cf(CF_RAFT_LOG), from.to_be_bytes(), u64::MAX.to_be_bytes());
         self.engine.db().write_opt(batch, &write_options(true))?;
+        self.tail().truncate_after(last.map(|id| id.index));
         Ok(())
     }
 
@@ -157,6 +179,7 @@ impl LogStore {
         batch.delete_range_cf(self.engine.cf(CF_RAFT_LOG), 0u64.to_be_bytes(), end.to_be_bytes());
         batch.put_cf(self.engine.cf(CF_RAFT_STATE), KEY_LAST_PURGED, encode("last purged log id", upto)?);
         self.engine.db().write_opt(batch, &write_options(false))?;
+        self.tail().purge_upto(upto.index);
         Ok(())
     }
 }

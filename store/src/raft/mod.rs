@@ -24,6 +24,7 @@ pub mod forward_stream;
 pub mod leadership;
 pub mod lease_calls;
 pub mod log_store;
+pub mod log_tail;
 pub mod membership;
 pub mod network;
 pub mod node;

@@ -199,7 +199,7 @@ pub struct Committed {
 
 /// Proposes on this member, which believes it leads (the committer's one way to Raft).
 pub async fn propose_locally(node: &RaftNode, proposals: Vec<Proposal>) -> Attempt {
-    match node.raft.client_write(Command::Requests(ProposalBatch(proposals))).await {
+    match node.raft.client_write(Command::Requests(ProposalBatch::new(proposals))).await {
         Ok(response) => Attempt::Done(Ok(Committed { log_index: response.log_id.index(), outcomes: response.data.0 })),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Attempt::Retry,
         Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {

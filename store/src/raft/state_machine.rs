@@ -149,7 +149,7 @@ impl StateMachine {
                 let member = PublishedMember { name: name.clone(), client_urls: client_urls.clone() };
                 self.finish_entry(log_id, |engine, batch| applied::put_member(engine, batch, *id, &member))
             }
-            EntryPayload::Normal(Command::Requests(batch)) => self.apply_requests(log_id, &batch.0, pending),
+            EntryPayload::Normal(Command::Requests(batch)) => self.apply_requests(log_id, batch.proposals(), pending),
         }
     }
 
@@ -464,7 +464,7 @@ mod tests {
             })
             .collect();
         let log_id = LogId::new(<TypeConfig as RaftTypeConfig>::LeaderId::new_committed(1, 1), index);
-        let entry = Entry { log_id, payload: EntryPayload::Normal(Command::Requests(ProposalBatch(proposals))) };
+        let entry = Entry { log_id, payload: EntryPayload::Normal(Command::Requests(ProposalBatch::new(proposals))) };
         sm.apply(futures::stream::iter([Ok((entry, None))])).await.expect("apply");
     }
 
@@ -530,7 +530,7 @@ mod tests {
         let batched_dir = tempfile::tempdir().expect("tempdir");
         let (batched_engine, mut batched) = open(batched_dir.path());
         let entry =
-            Entry { log_id, payload: EntryPayload::Normal(Command::Requests(ProposalBatch(proposals.clone()))) };
+            Entry { log_id, payload: EntryPayload::Normal(Command::Requests(ProposalBatch::new(proposals.clone()))) };
         let mut pending = Pending::default();
         let outcome = batched.apply_entry(&entry, &mut pending).expect("apply");
 

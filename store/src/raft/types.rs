@@ -2,6 +2,7 @@
 //! answers (`CommandOutcome`), and how a member is addressed (`PeerNode`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -42,8 +43,20 @@ impl fmt::Display for Command {
 
 /// Write requests batched into one entry. Serialized with the etcd protobuf encoding of each
 /// request (`codec`), so the log holds compact bytes, not a serde tree of protobuf structs.
+/// Shared, not copied, when an entry is cloned: the log's cache of recent entries hands out
+/// clones to the state machine and to replication.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProposalBatch(pub Vec<Proposal>);
+pub struct ProposalBatch(Arc<Vec<Proposal>>);
+
+impl ProposalBatch {
+    pub fn new(proposals: Vec<Proposal>) -> ProposalBatch {
+        ProposalBatch(Arc::new(proposals))
+    }
+
+    pub fn proposals(&self) -> &[Proposal] {
+        &self.0
+    }
+}
 
 impl Serialize for ProposalBatch {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -54,7 +67,7 @@ impl Serialize for ProposalBatch {
 impl<'de> Deserialize<'de> for ProposalBatch {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes_buf(deserializer)?;
-        codec::decode_proposals(&bytes).map(ProposalBatch).map_err(serde::de::Error::custom)
+        codec::decode_proposals(&bytes).map(ProposalBatch::new).map_err(serde::de::Error::custom)
     }
 }
 
