@@ -135,13 +135,47 @@ fn create_and_get(cluster: &UpCluster) {
     assert!(described.contains("nginx:1.25"), "{described}");
 }
 
-/// A ConfigMap manifest (typed generators such as `kubectl create configmap` send protobuf
-/// bodies, which Keel does not decode; manifests go as JSON).
+/// A ConfigMap manifest, written to a file for `kubectl apply -f` (sent as JSON).
 fn configmap(cluster: &UpCluster, name: &str, data: &[(&str, &str)]) -> String {
     let data: serde_json::Map<String, Value> = data.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
     let manifest =
         serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data});
     write_manifest(cluster, &format!("cm-{name}.json"), &manifest.to_string())
+}
+
+/// kubectl's generators build objects with client-go's typed clients, which send protobuf.
+fn generators(cluster: &UpCluster) {
+    let created =
+        ok(cluster.kubectl(&["create", "configmap", "gen", "--from-literal=a=1", "--from-literal=b=two"]), "cm");
+    assert!(created.contains("configmap/gen created"), "{created}");
+    let map = json(cluster, &["get", "configmap", "gen"]);
+    assert_eq!(map["data"], serde_json::json!({"a": "1", "b": "two"}));
+    assert!(map["metadata"]["creationTimestamp"].is_string(), "the server stamps it: {map}");
+
+    ok(cluster.kubectl(&["create", "secret", "generic", "gen", "--from-literal=p=q"]), "secret");
+    let secret = json(cluster, &["get", "secret", "gen"]);
+    assert_eq!(secret["data"]["p"], "cQ==", "{secret}");
+    assert_eq!(secret["type"], "Opaque");
+
+    ok(cluster.kubectl(&["create", "namespace", "gen"]), "namespace");
+    assert_eq!(json(cluster, &["get", "namespace", "gen"])["status"]["phase"], "Active");
+    ok(cluster.kubectl(&["create", "serviceaccount", "gen", "-n", "gen"]), "serviceaccount");
+    assert_eq!(json(cluster, &["get", "serviceaccount", "gen", "-n", "gen"])["metadata"]["namespace"], "gen");
+
+    ok(cluster.kubectl(&["create", "service", "clusterip", "gen", "--tcp=80:8080"]), "service");
+    let service = json(cluster, &["get", "service", "gen"]);
+    assert_eq!(service["spec"]["ports"][0]["port"], 80, "{service}");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080, "{service}");
+    assert_eq!(service["spec"]["selector"]["app"], "gen");
+
+    let args = ["create", "deployment", "gen", "--image=busybox", "--replicas=0", "--port=80", "--", "sleep", "60"];
+    ok(cluster.kubectl(&args), "deployment");
+    let deployment = json(cluster, &["get", "deployment", "gen"]);
+    assert_eq!(deployment["spec"]["replicas"], 0, "an explicit zero is kept: {deployment}");
+    assert_eq!(container(&deployment)["image"], "busybox");
+    assert_eq!(container(&deployment)["command"], serde_json::json!(["sleep", "60"]));
+    assert_eq!(container(&deployment)["ports"][0]["containerPort"], 80);
+    assert_eq!(deployment["spec"]["selector"]["matchLabels"]["app"], "gen");
 }
 
 fn container(object: &Value) -> &Value {
@@ -302,6 +336,7 @@ fn run_suite(backend: Backend) {
     discovery_and_info(&cluster);
     create_and_get(&cluster);
     apply_and_patch(&cluster);
+    generators(&cluster);
     watch_events(&cluster);
     cross_master_and_store(&cluster);
     deletion(&cluster);

@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod object;
 pub mod openapi;
 pub mod printers;
+pub mod protobuf;
 pub mod request;
 pub mod resources;
 pub mod router;

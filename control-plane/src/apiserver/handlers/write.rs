@@ -11,7 +11,7 @@ use crate::apiserver::request::FieldValidation;
 use crate::apiserver::resources::Resource;
 use crate::apiserver::status::ApiError;
 use crate::apiserver::storage::{Stored, UPDATE_ATTEMPTS};
-use crate::apiserver::{Api, apply, hooks, object};
+use crate::apiserver::{Api, apply, hooks, object, protobuf};
 use crate::registry::{defaults, strict, validation};
 
 /// A decoded body and the field warnings it earned (fieldValidation=Warn).
@@ -25,10 +25,19 @@ pub fn decode_body(resource: &Resource, call: &Call, yaml: bool) -> Result<Decod
     if call.body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
+    if call.content_type == protobuf::CONTENT_TYPE {
+        // client-go's typed clients (kubectl create configmap, …) send protobuf and never
+        // retry as JSON. Protobuf holds no unknown or duplicate fields to warn about.
+        let object = protobuf::decode(resource.kind, &call.body).map_err(|error| match error {
+            protobuf::ProtobufError::UnsupportedKind(_) => ApiError::unsupported_media_type(&call.content_type),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+        return Ok(Decoded { object, warnings: Vec::new() });
+    }
     if !matches!(call.content_type.as_str(), "application/json" | "application/yaml" | "application/apply-patch+yaml")
         && !call.content_type.ends_with("+json")
     {
-        // Protobuf and CBOR bodies: clients fall back to JSON on a 415.
+        // CBOR bodies: clients fall back to JSON on a 415.
         return Err(ApiError::unsupported_media_type(&call.content_type));
     }
     let checked = match yaml {
