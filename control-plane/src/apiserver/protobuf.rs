@@ -11,7 +11,7 @@
 //! name and shape. Go's protobuf encoder writes every non-pointer field, set or not; a field
 //! whose value is the zero value says nothing and is dropped (as JSON's `omitempty` would), so
 //! a table only needs the fields a client may actually set. A set field the tables do not know
-//! is refused by name, never dropped: the client is told to send JSON instead.
+//! is refused (naming its message and number), never dropped: the client is told to send JSON.
 
 use serde_json::{Map, Value};
 
@@ -368,19 +368,21 @@ fn decode_message(message: &'static Message, bytes: &[u8], depth: usize) -> Resu
     let mut reader = Reader { rest: bytes };
     while let Some((number, wire)) = reader.next()? {
         let Some(field) = message.fields.iter().find(|f| f.number == number) else {
-            if is_zero(&wire) {
+            if is_zero(&wire, depth) {
                 continue;
             }
             return Err(ProtobufError::UnsupportedField { message: message.name, number });
         };
-        let value = decode_value(field.shape, wire, depth)?;
         if field.repeated {
+            // A list keeps every element, zero values too.
+            let value = decode_value(field.shape, wire, depth, true)?;
             match out.entry(field.json).or_insert_with(|| Value::Array(Vec::new())) {
                 Value::Array(items) => items.extend(value),
                 _ => return Err(ProtobufError::Malformed("repeated field mixed with a single one")),
             }
             continue;
         }
+        let value = decode_value(field.shape, wire, depth, false)?;
         match (field.shape, value) {
             (StrMap | BytesMap | QuantityMap, Some(Value::Object(entry))) => {
                 let map = out.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
@@ -397,26 +399,40 @@ fn decode_message(message: &'static Message, bytes: &[u8], depth: usize) -> Resu
     Ok(out)
 }
 
-/// A field holding its type's zero value: empty bytes, 0 or false, or an empty message.
-fn is_zero(wire: &Wire<'_>) -> bool {
+/// A field holding its type's zero value: 0 or false, empty bytes, or a message (Go writes
+/// non-pointer structs even when unset) whose fields are all zero values.
+fn is_zero(wire: &Wire<'_>, depth: usize) -> bool {
     match wire {
         Wire::Varint(value) => *value == 0,
-        Wire::Bytes(bytes) => bytes.is_empty(),
+        Wire::Bytes(bytes) if bytes.is_empty() => true,
+        Wire::Bytes(bytes) => depth < MAX_DEPTH && all_zero(bytes, depth + 1),
         Wire::Fixed => false,
     }
 }
 
-/// One field's value; None when it is a zero value JSON would omit.
-fn decode_value(shape: Shape, wire: Wire<'_>, depth: usize) -> Result<Option<Value>, ProtobufError> {
+/// Whether `bytes` parse as a message of zero values only.
+fn all_zero(bytes: &[u8], depth: usize) -> bool {
+    let mut reader = Reader { rest: bytes };
+    loop {
+        match reader.next() {
+            Ok(None) => return true,
+            Ok(Some((number, wire))) if number > 0 && is_zero(&wire, depth) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// One field's value; None when it is a zero value JSON would omit (unless `keep_zero`).
+fn decode_value(shape: Shape, wire: Wire<'_>, depth: usize, keep_zero: bool) -> Result<Option<Value>, ProtobufError> {
     let value = match (shape, wire) {
         (Str, Wire::Bytes(bytes)) => {
             let text = std::str::from_utf8(bytes).map_err(|_| ProtobufError::Malformed("string is not UTF-8"))?;
-            (!text.is_empty()).then(|| Value::String(text.to_owned()))
+            (keep_zero || !text.is_empty()).then(|| Value::String(text.to_owned()))
         }
         // Varints carry int32 as sign-extended 64 bits, so the cast gives both back.
-        (Int, Wire::Varint(value)) => (value != 0).then(|| Value::from(value as i64)),
+        (Int, Wire::Varint(value)) => (keep_zero || value != 0).then(|| Value::from(value as i64)),
         (OptInt, Wire::Varint(value)) => Some(Value::from(value as i64)),
-        (Bool, Wire::Varint(value)) => (value != 0).then_some(Value::Bool(true)),
+        (Bool, Wire::Varint(value)) => (keep_zero || value != 0).then_some(Value::Bool(value != 0)),
         (OptBool, Wire::Varint(value)) => Some(Value::Bool(value != 0)),
         (Msg(message), Wire::Bytes(bytes)) => Some(Value::Object(decode_message(message, bytes, depth + 1)?)),
         (StrMap | BytesMap | QuantityMap, Wire::Bytes(bytes)) => Some(map_entry(shape, bytes)?),
@@ -618,6 +634,18 @@ mod tests {
             json!([{"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080}])
         );
         assert_eq!(object["status"], json!({"loadBalancer": {}}));
+    }
+
+    #[test]
+    fn list_elements_keep_zero_values_and_unset_structs_are_skipped() {
+        let unset_struct = Out::default().str(1, "").int(2, 0).bytes(3, &Out::default().int(1, 0).done()).done();
+        let container = Out::default().str(1, "c").str(3, "sh").str(3, "").bytes(15, &unset_struct).done();
+        let pod_spec = Out::default().bytes(2, &container).done();
+        let template = Out::default().bytes(2, &pod_spec).done();
+        let spec = Out::default().bytes(3, &template).done();
+        let raw = Out::default().bytes(1, &meta("x")).bytes(2, &spec).done();
+        let object = decode("Deployment", &envelope("apps/v1", "Deployment", &raw)).expect("decode");
+        assert_eq!(object["spec"]["template"]["spec"]["containers"][0], json!({"name": "c", "command": ["sh", ""]}));
     }
 
     #[test]
