@@ -382,18 +382,17 @@ fn decode_message(message: &'static Message, bytes: &[u8], depth: usize) -> Resu
             }
             continue;
         }
-        let value = decode_value(field.shape, wire, depth, false)?;
-        match (field.shape, value) {
-            (StrMap | BytesMap | QuantityMap, Some(Value::Object(entry))) => {
-                let map = out.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(map) = map {
-                    map.extend(entry);
-                }
-            }
-            (_, Some(value)) => {
-                out.insert(field.json.to_owned(), value);
-            }
-            (_, None) => {}
+        if let (StrMap | BytesMap | QuantityMap, Wire::Bytes(bytes)) = (field.shape, &wire) {
+            // Each map entry arrives as one occurrence of the field.
+            let (key, value) = map_entry(field.shape, bytes)?;
+            match out.entry(field.json).or_insert_with(|| Value::Object(Map::new())) {
+                Value::Object(map) => map.insert(key, value),
+                _ => return Err(ProtobufError::Malformed("map field mixed with a single one")),
+            };
+            continue;
+        }
+        if let Some(value) = decode_value(field.shape, wire, depth, false)? {
+            out.insert(field.json.to_owned(), value);
         }
     }
     Ok(out)
@@ -426,8 +425,7 @@ fn all_zero(bytes: &[u8], depth: usize) -> bool {
 fn decode_value(shape: Shape, wire: Wire<'_>, depth: usize, keep_zero: bool) -> Result<Option<Value>, ProtobufError> {
     let value = match (shape, wire) {
         (Str, Wire::Bytes(bytes)) => {
-            let text = std::str::from_utf8(bytes).map_err(|_| ProtobufError::Malformed("string is not UTF-8"))?;
-            (keep_zero || !text.is_empty()).then(|| Value::String(text.to_owned()))
+            (keep_zero || !bytes.is_empty()).then(|| text(bytes)).transpose()?.map(Value::String)
         }
         // Varints carry int32 as sign-extended 64 bits, so the cast gives both back.
         (Int, Wire::Varint(value)) => (keep_zero || value != 0).then(|| Value::from(value as i64)),
@@ -435,56 +433,52 @@ fn decode_value(shape: Shape, wire: Wire<'_>, depth: usize, keep_zero: bool) -> 
         (Bool, Wire::Varint(value)) => (keep_zero || value != 0).then_some(Value::Bool(value != 0)),
         (OptBool, Wire::Varint(value)) => Some(Value::Bool(value != 0)),
         (Msg(message), Wire::Bytes(bytes)) => Some(Value::Object(decode_message(message, bytes, depth + 1)?)),
-        (StrMap | BytesMap | QuantityMap, Wire::Bytes(bytes)) => Some(map_entry(shape, bytes)?),
-        (Time, Wire::Bytes(bytes)) => time(bytes)?,
-        (IntOrString, Wire::Bytes(bytes)) => int_or_string(bytes)?,
+        (Time, Wire::Bytes(bytes)) => Some(time(bytes)?),
+        (IntOrString, Wire::Bytes(bytes)) => Some(int_or_string(bytes)?),
         _ => return Err(ProtobufError::Malformed("field has the wrong wire type")),
     };
     Ok(value)
 }
 
-/// One `map<string, …>` entry (key = 1, value = 2) as a one-key object.
-fn map_entry(shape: Shape, bytes: &[u8]) -> Result<Value, ProtobufError> {
+/// A string field's text.
+fn text(bytes: &[u8]) -> Result<String, ProtobufError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::Malformed("string is not UTF-8"))
+}
+
+/// One `map<string, …>` entry: key = 1, value = 2.
+fn map_entry(shape: Shape, bytes: &[u8]) -> Result<(String, Value), ProtobufError> {
     let mut reader = Reader { rest: bytes };
     let (mut key, mut value) = (String::new(), Value::String(String::new()));
     while let Some((number, wire)) = reader.next()? {
         let Wire::Bytes(bytes) = wire else { return Err(ProtobufError::Malformed("map entry field is not bytes")) };
         match number {
-            1 => {
-                key = String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::Malformed("map key is not UTF-8"))?
-            }
+            1 => key = text(bytes)?,
             2 => {
                 value = match shape {
                     BytesMap => Value::String(base64_encode(bytes)),
                     QuantityMap => quantity(bytes)?,
-                    _ => Value::String(
-                        String::from_utf8(bytes.to_vec())
-                            .map_err(|_| ProtobufError::Malformed("map value is not UTF-8"))?,
-                    ),
+                    _ => Value::String(text(bytes)?),
                 }
             }
             _ => return Err(ProtobufError::Malformed("map entry has a field other than key and value")),
         }
     }
-    let mut entry = Map::new();
-    entry.insert(key, value);
-    Ok(Value::Object(entry))
+    Ok((key, value))
 }
 
 /// `resource.Quantity`: its string form in field 1.
 fn quantity(bytes: &[u8]) -> Result<Value, ProtobufError> {
     let mut reader = Reader { rest: bytes };
-    let mut text = String::new();
     while let Some((number, wire)) = reader.next()? {
         if let (1, Wire::Bytes(bytes)) = (number, wire) {
-            text = String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::Malformed("quantity is not UTF-8"))?;
+            return Ok(Value::String(text(bytes)?));
         }
     }
-    Ok(Value::String(text))
+    Ok(Value::String(String::new()))
 }
 
 /// `metav1.Time` (seconds = 1, nanos = 2) as RFC 3339 in UTC; Go's zero time is unset.
-fn time(bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
+fn time(bytes: &[u8]) -> Result<Value, ProtobufError> {
     let mut reader = Reader { rest: bytes };
     let mut seconds = 0i64;
     while let Some((number, wire)) = reader.next()? {
@@ -493,29 +487,26 @@ fn time(bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
         }
     }
     if seconds == ZERO_TIME_SECONDS {
-        return Ok(Some(Value::Null));
+        return Ok(Value::Null);
     }
     let stamp =
         jiff::Timestamp::from_second(seconds).map_err(|_| ProtobufError::Malformed("timestamp out of range"))?;
-    Ok(Some(Value::String(stamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())))
+    Ok(Value::String(stamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()))
 }
 
 /// `intstr.IntOrString`: type = 1 (0 int, 1 string), intVal = 2, strVal = 3.
-fn int_or_string(bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
+fn int_or_string(bytes: &[u8]) -> Result<Value, ProtobufError> {
     let mut reader = Reader { rest: bytes };
-    let (mut is_string, mut int, mut text) = (false, 0i64, String::new());
+    let (mut is_string, mut int, mut string) = (false, 0i64, String::new());
     while let Some((number, wire)) = reader.next()? {
         match (number, wire) {
             (1, Wire::Varint(kind)) => is_string = kind == 1,
             (2, Wire::Varint(value)) => int = value as i64,
-            (3, Wire::Bytes(bytes)) => {
-                text = String::from_utf8(bytes.to_vec())
-                    .map_err(|_| ProtobufError::Malformed("IntOrString is not UTF-8"))?
-            }
+            (3, Wire::Bytes(bytes)) => string = text(bytes)?,
             _ => return Err(ProtobufError::Malformed("unexpected IntOrString field")),
         }
     }
-    Ok(Some(if is_string { Value::String(text) } else { Value::from(int) }))
+    Ok(if is_string { Value::String(string) } else { Value::from(int) })
 }
 
 #[cfg(test)]
