@@ -3,11 +3,13 @@
 # installs only what is missing. Used by scripts/up.sh and scripts/test.sh (and so by CI).
 set -euo pipefail
 
-# protobuf-compiler: protoc for the etcd protos; libclang-dev/clang: RocksDB's bindgen;
+# protobuf-compiler: protoc for the etcd protos, and libprotobuf-dev: the well-known types they
+# import (google/protobuf/descriptor.proto; only a Recommends of protobuf-compiler, which
+# --no-install-recommends skips); libclang-dev/clang: RocksDB's bindgen;
 # etcd-client: the real etcdctl 3.4 the acceptance tests drive; etcd-server: real etcd 3.4,
 # the reference the differential tests and benchmarks compare against; kubectl: the real
 # client the control-plane acceptance tests drive (Debian's dispatcher package).
-PACKAGES=(protobuf-compiler libclang-dev clang etcd-client etcd-server kubectl)
+PACKAGES=(protobuf-compiler libprotobuf-dev libclang-dev clang etcd-client etcd-server kubectl)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
