@@ -26,6 +26,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 use crate::error::{Result, StoreError};
 use crate::lease::Lessor;
 use crate::mvcc::engine::{CF_LEASE, CF_LEASE_KEYS, CF_META, META_COMPACT_REVISION, META_SCHEDULED_COMPACT};
+use crate::mvcc::latest::LatestVersions;
 use crate::mvcc::range::{self, RangeOutcome};
 use crate::mvcc::write::WriteTxn;
 use crate::mvcc::{ChangeSet, Engine, KeyValue};
@@ -71,6 +72,9 @@ pub struct Applier {
     /// Write batches handed to RocksDB so far: the writer syncs the WAL only if this moved.
     batches_written: u64,
     write_options: WriteOptions,
+    /// Recently written keys' newest versions, as of `revision`: most puts read their key's
+    /// previous version from here instead of RocksDB.
+    latest: LatestVersions,
 }
 
 /// Puts applied but not yet written. Consecutive puts of different keys share one RocksDB
@@ -115,7 +119,7 @@ impl Applier {
         // from each request's write.
         let mut write_options = WriteOptions::default();
         write_options.set_sync(false);
-        Applier { engine, lessor, revision, batches_written: 0, write_options }
+        Applier { engine, lessor, revision, batches_written: 0, write_options, latest: LatestVersions::default() }
     }
 
     pub fn revision(&self) -> i64 {
@@ -139,7 +143,7 @@ impl Applier {
         extra: impl FnOnce(&mut WriteBatch),
     ) -> (Result<Applied>, SideEffects) {
         let mut effects = SideEffects::default();
-        let mut txn = WriteTxn::new(&self.engine, self.revision);
+        let mut txn = WriteTxn::new(&self.engine, self.revision).with_latest(&self.latest);
         let outcome = match proposal {
             Proposal::Put(request) => put(&mut txn, &self.lessor, request, true).map(Applied::Put),
             Proposal::DeleteRange(request) => delete_range(&mut txn, request).map(Applied::DeleteRange),
@@ -158,11 +162,13 @@ impl Applier {
         if !batch.is_empty() {
             extra(&mut batch);
             if let Err(error) = self.engine.db().write_opt(batch, &self.write_options) {
+                self.latest.clear();
                 return (Err(error.into()), SideEffects::default());
             }
             self.batches_written += 1;
         }
-        if changes.is_some() {
+        if let Some(changes) = &changes {
+            self.latest.record(changes);
             self.revision += 1;
         }
         match proposal {
@@ -186,7 +192,8 @@ impl Applier {
     /// Applies a put into `run` instead of writing it; `write_run` writes it. Nothing may read
     /// the store in between except further puts `run` accepts.
     pub fn apply_into(&mut self, request: &PutRequest, run: &mut PutRun) -> (Result<Applied>, SideEffects) {
-        let mut txn = WriteTxn::appending(&self.engine, self.revision, std::mem::take(&mut run.batch));
+        let mut txn =
+            WriteTxn::appending(&self.engine, self.revision, std::mem::take(&mut run.batch)).with_latest(&self.latest);
         // A put checks everything before it writes: a failed one leaves the batch as it was.
         let outcome = put(&mut txn, &self.lessor, request, true);
         let (batch, changes) = txn.finish();
@@ -194,7 +201,10 @@ impl Applier {
         match outcome {
             Ok(response) => {
                 run.keys.insert(run.hasher.hash_one(&request.key));
-                if changes.is_some() {
+                // Recorded before the run is written: until then only puts of other keys read,
+                // and a failed write forgets it all.
+                if let Some(changes) = &changes {
+                    self.latest.record(changes);
                     self.revision += 1;
                 }
                 (Ok(Applied::Put(response)), SideEffects { changes, compact_to: None })
@@ -212,7 +222,10 @@ impl Applier {
         }
         let mut batch = std::mem::take(&mut run.batch);
         extra(&mut batch);
-        self.engine.db().write_opt(batch, &self.write_options)?;
+        if let Err(error) = self.engine.db().write_opt(batch, &self.write_options) {
+            self.latest.clear();
+            return Err(error.into());
+        }
         self.batches_written += 1;
         Ok(())
     }

@@ -16,12 +16,14 @@
 //!
 //! Layout: [`codec`] (byte layouts), [`engine`] (the RocksDB handle, reads, revision state),
 //! [`range`] (RangeRequest evaluation), [`write`] (changes inside one revision),
-//! [`history`] (changes by revision, for watches), [`compact`] (physical compaction).
+//! [`latest`] (recently written keys' newest versions, for the applier), [`history`] (changes
+//! by revision, for watches), [`compact`] (physical compaction).
 
 pub mod codec;
 pub mod compact;
 pub mod engine;
 pub mod history;
+pub mod latest;
 pub mod range;
 pub mod write;
 

@@ -9,6 +9,7 @@ use rocksdb::WriteBatch;
 
 use super::codec::{self, TAG_PUT, TAG_TOMBSTONE};
 use super::engine::{CF_KV, CF_LEASE_KEYS, CF_REV, Engine};
+use super::latest::LatestVersions;
 use super::range::{self, Overlay, RangeOutcome};
 use super::{ChangeSet, EVENT_DELETE, EVENT_PUT, Event, KeyValue, Revision};
 use crate::error::Result;
@@ -20,6 +21,8 @@ pub struct WriteTxn<'e> {
     batch: WriteBatch,
     overlay: Overlay,
     events: Vec<Event>,
+    /// Keys' newest versions known without reading RocksDB (the applier's).
+    latest: Option<&'e LatestVersions>,
 }
 
 impl<'e> WriteTxn<'e> {
@@ -30,7 +33,14 @@ impl<'e> WriteTxn<'e> {
     /// A txn whose writes follow those already in `batch` (earlier requests' writes, not yet in
     /// the store: the caller makes sure this request reads none of the keys they touch).
     pub fn appending(engine: &'e Engine, base: i64, batch: WriteBatch) -> WriteTxn<'e> {
-        WriteTxn { engine, base, batch, overlay: Overlay::new(), events: Vec::new() }
+        WriteTxn { engine, base, batch, overlay: Overlay::new(), events: Vec::new(), latest: None }
+    }
+
+    /// Reads keys' versions from `latest` where it knows them: it must hold the store's state
+    /// at `base`.
+    pub fn with_latest(mut self, latest: &'e LatestVersions) -> WriteTxn<'e> {
+        self.latest = Some(latest);
+        self
     }
 
     pub fn engine(&self) -> &'e Engine {
@@ -53,8 +63,11 @@ impl<'e> WriteTxn<'e> {
 
     /// The live version of `key` as this request sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        match self.overlay.get(key) {
-            Some(change) => Ok(change.clone()),
+        if let Some(change) = self.overlay.get(key) {
+            return Ok(change.clone());
+        }
+        match self.latest.and_then(|latest| latest.get(key)) {
+            Some(known) => Ok(known.clone()),
             None => self.engine.get_at(key, self.base),
         }
     }
