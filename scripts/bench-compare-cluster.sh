@@ -105,8 +105,14 @@ if [[ ${1:-} == --rounds ]]; then
     shift 2
 fi
 
+# Three members share the machine: each Keel member gets a third of its CPUs as runtime threads
+# (as `keel up` does). etcd keeps its default GOMAXPROCS (one per CPU): GOMAXPROCS=1 made it
+# slower here (docs/benchmarks.md).
+keel_threads=$(( ($(nproc) + 2) / 3 ))
+
 failed=()
 echo "# $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), $(etcd --version | head -1)"
+echo "# keel members: --worker-threads $keel_threads; etcd members: GOMAXPROCS default"
 echo
 
 # bench_round SYSTEM ROUND: one fresh cluster of SYSTEM (etcd or keel), benchmarked and stopped;
@@ -120,7 +126,7 @@ bench_round() {
     if [[ $system == etcd ]]; then
         start_cluster etcd 23810 23820 etcd && started=1 || started=0
     else
-        start_cluster keel 23830 23840 "$KEEL_BIN" store && started=1 || started=0
+        start_cluster keel 23830 23840 "$KEEL_BIN" --worker-threads "$keel_threads" store && started=1 || started=0
     fi
     if ((started)); then
         local label="etcd 3.4, 3 members"

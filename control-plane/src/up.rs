@@ -110,6 +110,8 @@ fn start_master(exe: &Path, args: &UpArgs, cluster_pki: &Pki, index: usize) -> R
     let mut command = Command::new(exe);
     command
         .arg("master")
+        .arg("--worker-threads")
+        .arg(threads_per_master().to_string())
         .arg("--api-listen")
         .arg(format!("127.0.0.1:{}", own.api))
         .arg("--pki-dir")
@@ -130,6 +132,13 @@ fn start_master(exe: &Path, args: &UpArgs, cluster_pki: &Pki, index: usize) -> R
         std::fs::write(&pid_path, pid.to_string()).map_err(io(format!("writing {}", pid_path.display())))?;
     }
     Ok(child)
+}
+
+/// Runtime threads for each master: the machine's CPUs shared by the three, at least one.
+/// Three masters with a thread per CPU each spend a large part of a small machine waking
+/// threads (see docs/benchmarks.md).
+fn threads_per_master() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| cpus.get().div_ceil(MASTERS))
 }
 
 /// The embedded store replica's flags: TLS on the client port (client certificates

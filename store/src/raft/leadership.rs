@@ -18,10 +18,11 @@ use crate::raft::membership::{self, MemberChange};
 use crate::raft::node::RaftNode;
 use crate::raft::read_index::local_read_index;
 
-/// Follows the Raft metrics until the node stops.
+/// Follows the Raft server metrics until the node stops. (Those change only with the vote,
+/// the leader or the membership; the full metrics change several times per log entry.)
 pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>) {
     tokio::spawn(async move {
-        let mut metrics = node.raft.metrics();
+        let mut metrics = node.raft.server_metrics();
         // Bumped on every change of leadership, so a late promotion of an old term is dropped.
         let epoch = Arc::new(AtomicU64::new(0));
         let mut leading = false;
@@ -32,7 +33,7 @@ pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>
                 let membership = m.membership_config.membership();
                 let member = membership.get_node(&node.member_id).is_some();
                 let known = membership.nodes().next().is_some();
-                (m.current_term, m.state == ServerState::Leader, if known { Some(member) } else { None })
+                (m.vote.leader_id().term, m.state == ServerState::Leader, if known { Some(member) } else { None })
             };
             header.set_term(term);
             match member {
