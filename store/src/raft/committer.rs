@@ -21,7 +21,9 @@ use crate::raft::proposer::{Attempt, BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, Commit
 /// Batches waiting for an entry; a full queue makes senders wait (back-pressure). Each
 /// follower has at most a few batches in flight towards the leader.
 const QUEUE_CAPACITY: usize = 64;
-/// Entries being committed at once. One: batches that arrive meanwhile all go in the next.
+/// Entries being committed at once. One: batches that arrive meanwhile all go in the next. An
+/// entry's slot frees when a quorum has it (openraft's commit notice), not when it is applied,
+/// so the next entry replicates while this one is applied.
 const ENTRIES_IN_FLIGHT: usize = 1;
 
 /// One member's batch waiting for an entry; it stays whole (its sender needs the entry's
@@ -82,8 +84,7 @@ async fn run(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Batch>) {
         let node = node.clone();
         tokio::spawn(async move {
             let Entry { proposals, waiters, .. } = entry;
-            deliver(waiters, propose_locally(&node, proposals).await);
-            drop(permit);
+            deliver(waiters, propose_locally(&node, proposals, permit).await);
         });
     }
 }

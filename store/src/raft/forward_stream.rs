@@ -35,7 +35,7 @@ use crate::raft::raft_rpc::LocalIds;
 use crate::raft::wire::{ForwardReply, ForwardRequest};
 
 /// Batches one stream holds unanswered, on either side; a full stream makes senders wait.
-const BATCHES_AHEAD: usize = 64;
+pub const BATCHES_AHEAD: usize = 64;
 
 /// The follower's side: forwards batches to the leader on one stream.
 pub struct Forwarder {
