@@ -109,10 +109,15 @@ fi
 # (as `keel up` does). etcd keeps its default GOMAXPROCS (one per CPU): GOMAXPROCS=1 made it
 # slower here (docs/benchmarks.md).
 keel_threads=$(( ($(nproc) + 2) / 3 ))
+# The load generator (`keel bench`) is the same client for both systems; on one runtime thread
+# it takes the least CPU from the members it measures. A second thread cost Keel 5-12 % of its
+# puts here and made no difference to etcd (docs/benchmarks.md).
+bench_threads=1
 
 failed=()
 echo "# $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), $(etcd --version | head -1)"
-echo "# keel members: --worker-threads $keel_threads; etcd members: GOMAXPROCS default"
+echo "# keel members: --worker-threads $keel_threads; etcd members: GOMAXPROCS default;" \
+    "load generator: --worker-threads $bench_threads"
 echo
 
 # bench_round SYSTEM ROUND: one fresh cluster of SYSTEM (etcd or keel), benchmarked and stopped;
@@ -132,7 +137,7 @@ bench_round() {
         local label="etcd 3.4, 3 members"
         [[ $system == keel ]] && label="keel, 3 members"
         ((rounds > 1)) && label+=", round $round"
-        run "bench $system $round" "$KEEL_BIN" bench --endpoints "$endpoints" --label "$label" "$@" >"$report"
+        run "bench $system $round" "$KEEL_BIN" --worker-threads "$bench_threads" bench --endpoints "$endpoints" --label "$label" "$@" >"$report"
         cat "$report"
     else
         failed+=("start $system cluster (round $round)")
