@@ -19,7 +19,7 @@ use crate::raft::node::RaftNode;
 use crate::raft::proposer::{Attempt, BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, Committed, propose_locally};
 
 /// Batches waiting for an entry; a full queue makes senders wait (back-pressure). Each
-/// follower has at most a few batches in flight towards the leader.
+/// follower has at most its forward stream's limit (64) in flight towards the leader.
 const QUEUE_CAPACITY: usize = 64;
 /// Entries being committed at once. One: batches that arrive meanwhile all go in the next. An
 /// entry's slot frees when a quorum has it (openraft's commit notice), not when it is applied,
