@@ -4,6 +4,9 @@
 # their data in a temporary directory and stopped by PID at the end.
 #
 #   bash scripts/bench-compare.sh [extra keel bench flags, e.g. --total 20000]
+#
+# The load travels over 4 connections to the one member (`--clients 4`, the setting of the runs
+# in docs/benchmarks.md; `keel bench` alone opens one per endpoint) unless the flags say otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -40,8 +43,10 @@ pids+=($!)
 wait_ready 127.0.0.1:23791
 wait_ready 127.0.0.1:23790
 
+clients=(--clients 4)
+[[ " $* " == *" --clients"* ]] && clients=()
 echo "# $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), $(etcd --version | head -1)"
 for round in 1 2; do
-    "$KEEL_BIN" bench --endpoints 127.0.0.1:23790 --label "etcd 3.4, 1 member (round $round)" "$@" 2>/dev/null
-    "$KEEL_BIN" bench --endpoints 127.0.0.1:23791 --label "keel store, 1 member (round $round)" "$@" 2>/dev/null
+    "$KEEL_BIN" bench --endpoints 127.0.0.1:23790 "${clients[@]}" --label "etcd 3.4, 1 member (round $round)" "$@" 2>/dev/null
+    "$KEEL_BIN" bench --endpoints 127.0.0.1:23791 "${clients[@]}" --label "keel store, 1 member (round $round)" "$@" 2>/dev/null
 done

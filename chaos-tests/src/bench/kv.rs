@@ -52,6 +52,8 @@ pub struct Workload<'a> {
     pub name: &'static str,
     pub op: Op,
     pub clients: &'a [KvConn],
+    /// The endpoints `clients` are spread over: client `i` is on endpoint `i % endpoints`.
+    pub endpoints: usize,
     pub inflight: usize,
     pub total: u64,
     pub keys: KeySpace,
@@ -100,7 +102,7 @@ pub async fn run(w: Workload<'_>) -> Result<Row, BenchError> {
     let mut workers = Vec::with_capacity(w.inflight);
     for j in 0..w.inflight {
         let job = Job {
-            client: w.clients[j % w.clients.len()].clone(),
+            client: w.clients[client_of_worker(j, w.clients.len(), w.endpoints)].clone(),
             op: w.op,
             next: next.clone(),
             total: w.total,
@@ -206,6 +208,16 @@ impl Job {
     }
 }
 
+/// The client worker `worker` uses, out of `clients` spread round-robin over `endpoints`:
+/// workers go round-robin over the endpoints first, then over each endpoint's clients, so every
+/// endpoint gets the same share of the requests in flight however many clients each has.
+fn client_of_worker(worker: usize, clients: usize, endpoints: usize) -> usize {
+    let endpoints = endpoints.clamp(1, clients.max(1));
+    let endpoint = worker % endpoints;
+    let on_endpoint = (clients - endpoint).div_ceil(endpoints);
+    endpoint + endpoints * ((worker / endpoints) % on_endpoint)
+}
+
 /// Deletes every key under `prefix`; returns how many were deleted.
 pub async fn delete_prefix(client: &Client, prefix: &str, timeout: Duration) -> Result<i64, String> {
     let mut client = client.clone();
@@ -220,6 +232,24 @@ pub async fn delete_prefix(client: &Client, prefix: &str, timeout: Duration) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_spread_evenly_over_endpoints_then_clients() {
+        let share = |clients: usize, endpoints: usize, workers: usize| {
+            let mut per_client = vec![0; clients];
+            for w in 0..workers {
+                per_client[client_of_worker(w, clients, endpoints)] += 1;
+            }
+            per_client
+        };
+        // Four clients on three endpoints: endpoint 0's two clients share its third.
+        assert_eq!(share(4, 3, 64), vec![11, 21, 21, 11]);
+        assert_eq!(share(3, 3, 64), vec![22, 21, 21]);
+        assert_eq!(share(6, 3, 60), vec![10; 6]);
+        // Fewer clients than endpoints: only the endpoints that have one.
+        assert_eq!(share(2, 3, 10), vec![5, 5]);
+        assert_eq!(share(1, 1, 5), vec![5]);
+    }
 
     #[test]
     fn keys_wrap_around_the_keyspace() {

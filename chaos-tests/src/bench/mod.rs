@@ -109,9 +109,11 @@ pub struct BenchArgs {
         default_value = "seq-put,put,get-linearizable,get-serializable,watch"
     )]
     pub tests: Vec<TestKind>,
-    /// Connections for the throughput tests, spread round-robin over the endpoints.
-    #[arg(long, default_value_t = 4)]
-    pub clients: usize,
+    /// Connections for the throughput tests, round-robin over the endpoints (default: one per
+    /// endpoint). Whatever the number, the requests in flight are spread evenly over the
+    /// endpoints, then over each endpoint's connections.
+    #[arg(long)]
+    pub clients: Option<usize>,
     /// Requests in flight in the throughput tests.
     #[arg(long, default_value_t = 64)]
     pub inflight: usize,
@@ -163,7 +165,7 @@ pub enum BenchError {
 impl BenchArgs {
     fn check(&self) -> Result<(), BenchError> {
         let positive = [
-            ("--clients", self.clients as u64),
+            ("--clients", self.clients.map_or(1, |c| c as u64)),
             ("--inflight", self.inflight as u64),
             ("--total", self.total),
             ("--seq-total", self.seq_total),
@@ -186,6 +188,11 @@ impl BenchArgs {
         }
         Ok(())
     }
+
+    /// Connections for the throughput tests over `endpoints` endpoints.
+    fn connections(&self, endpoints: usize) -> usize {
+        self.clients.unwrap_or(endpoints)
+    }
 }
 
 /// Everything the tests share.
@@ -195,7 +202,8 @@ struct Ctx {
     prefix: String,
     /// etcd-client on the first endpoint: the watch test's writer and the final cleanup.
     client: Client,
-    /// `--clients` connections round-robin over the endpoints, for the closed-loop tests.
+    /// `--clients` connections round-robin over the endpoints, for the closed-loop tests:
+    /// connection `i` is on endpoint `i % endpoints.len()`.
     conns: Vec<grpc::KvConn>,
     value: Arc<Vec<u8>>,
     timeout: Duration,
@@ -211,7 +219,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     println!("{}", header(&args, &endpoints, &prefix));
 
     let client = conn::connect(&endpoints[0], timeout).await?;
-    let conns = grpc::connect_round_robin(&endpoints, args.clients, timeout).await?;
+    let conns = grpc::connect_round_robin(&endpoints, args.connections(endpoints.len()), timeout).await?;
     let mut ctx = Ctx {
         value: Arc::new(vec![b'v'; args.value_size]),
         max_time: Duration::from_secs(args.max_seconds),
@@ -258,10 +266,12 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
 
 async fn run_one(ctx: &mut Ctx, test: TestKind) -> Result<Row, BenchError> {
     let keys = kv::KeySpace { prefix: ctx.prefix.clone(), size: ctx.args.keyspace };
+    let endpoints = ctx.endpoints.len();
     let closed_loop = |op, clients, inflight, total| kv::Workload {
         name: test.name(),
         op,
         clients,
+        endpoints,
         inflight,
         total,
         keys: keys.clone(),
@@ -301,7 +311,7 @@ async fn run_one(ctx: &mut Ctx, test: TestKind) -> Result<Row, BenchError> {
         TestKind::Watch => {
             // Own connections, so watch streams do not queue behind earlier tests'
             // traffic; at least one per endpoint so every endpoint serves watchers.
-            let n = ctx.args.clients.max(ctx.endpoints.len()).min(ctx.args.watchers);
+            let n = ctx.args.connections(endpoints).max(endpoints).min(ctx.args.watchers);
             let watch_clients = conn::connect_round_robin(&ctx.endpoints, n, ctx.timeout).await?;
             watch::run(watch::WatchTest {
                 watch_clients: &watch_clients,
@@ -332,7 +342,7 @@ fn header(args: &BenchArgs, endpoints: &[String], prefix: &str) -> String {
          - max-seconds={} per test, timeout={}s per request, keys under {prefix}{}\n",
         endpoints.join(","),
         tests.join(","),
-        args.clients,
+        args.connections(endpoints.len()),
         args.inflight,
         args.total,
         args.seq_total,

@@ -33,18 +33,30 @@ const LEASE_REVOKE: u8 = 6;
 const FAILED: u8 = 0xEE;
 
 pub fn encode_proposals(proposals: &[Proposal]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(proposals.len() * 64);
+    let mut out = Vec::with_capacity(proposals.iter().map(encoded_proposal_len).sum());
     for proposal in proposals {
         encode_proposal(proposal, &mut out);
     }
     out
 }
 
+/// The bytes `encode_proposal` appends for `proposal`.
+fn encoded_proposal_len(proposal: &Proposal) -> usize {
+    FRAME_HEADER
+        + match proposal {
+            Proposal::Put(request) => request.encoded_len(),
+            Proposal::DeleteRange(request) => request.encoded_len(),
+            Proposal::Txn(request) => request.encoded_len(),
+            Proposal::Compact { .. } | Proposal::LeaseRevoke { .. } => 8,
+            Proposal::LeaseGrant { .. } => 16,
+        }
+}
+
 pub fn encode_proposal(proposal: &Proposal, out: &mut Vec<u8>) {
     match proposal {
-        Proposal::Put(request) => frame(out, PUT, &request.encode_to_vec()),
-        Proposal::DeleteRange(request) => frame(out, DELETE_RANGE, &request.encode_to_vec()),
-        Proposal::Txn(request) => frame(out, TXN, &request.encode_to_vec()),
+        Proposal::Put(request) => frame_message(out, PUT, request),
+        Proposal::DeleteRange(request) => frame_message(out, DELETE_RANGE, request),
+        Proposal::Txn(request) => frame_message(out, TXN, request),
         Proposal::Compact { revision } => frame(out, COMPACT, &revision.to_be_bytes()),
         Proposal::LeaseGrant { id, ttl_seconds } => frame(out, LEASE_GRANT, &ints(&[*id, *ttl_seconds])),
         Proposal::LeaseRevoke { id } => frame(out, LEASE_REVOKE, &id.to_be_bytes()),
@@ -78,9 +90,9 @@ pub fn encode_outcomes(outcomes: &[Result<Applied, StoreError>]) -> Vec<u8> {
 
 pub fn encode_outcome(outcome: &Result<Applied, StoreError>, out: &mut Vec<u8>) {
     match outcome {
-        Ok(Applied::Put(response)) => frame(out, PUT, &response.encode_to_vec()),
-        Ok(Applied::DeleteRange(response)) => frame(out, DELETE_RANGE, &response.encode_to_vec()),
-        Ok(Applied::Txn(response)) => frame(out, TXN, &response.encode_to_vec()),
+        Ok(Applied::Put(response)) => frame_message(out, PUT, response),
+        Ok(Applied::DeleteRange(response)) => frame_message(out, DELETE_RANGE, response),
+        Ok(Applied::Txn(response)) => frame_message(out, TXN, response),
         Ok(Applied::Compact { revision }) => frame(out, COMPACT, &revision.to_be_bytes()),
         Ok(Applied::LeaseGrant { id, ttl_seconds, revision }) => {
             frame(out, LEASE_GRANT, &ints(&[*id, *ttl_seconds, *revision]))
@@ -118,6 +130,9 @@ pub fn decode_outcomes(mut bytes: &[u8]) -> Result<Vec<Result<Applied, StoreErro
     Ok(outcomes)
 }
 
+/// Tag and length before each body.
+const FRAME_HEADER: usize = 5;
+
 fn frame(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.push(tag);
     // Bodies are bounded by the request size limit, far below 4 GiB.
@@ -125,13 +140,20 @@ fn frame(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
+/// `frame` of `message`'s encoding, written in place.
+fn frame_message(out: &mut Vec<u8>, tag: u8, message: &impl Message) {
+    out.push(tag);
+    out.extend_from_slice(&(message.encoded_len() as u32).to_be_bytes());
+    message.encode_raw(out);
+}
+
 fn unframe<'a>(bytes: &mut &'a [u8]) -> Result<(u8, &'a [u8]), CodecError> {
-    if bytes.len() < 5 {
+    if bytes.len() < FRAME_HEADER {
         return Err(CodecError::Truncated);
     }
     let tag = bytes[0];
     let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-    let rest = &bytes[5..];
+    let rest = &bytes[FRAME_HEADER..];
     if rest.len() < length {
         return Err(CodecError::Truncated);
     }

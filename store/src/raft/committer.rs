@@ -17,6 +17,7 @@ use crate::apply::Proposal;
 use crate::error::StoreError;
 use crate::raft::node::RaftNode;
 use crate::raft::proposer::{Attempt, BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, Committed, propose_locally};
+use crate::raft::types::ProposalBatch;
 
 /// Batches waiting for an entry; a full queue makes senders wait (back-pressure). Each
 /// follower has at most its forward stream's limit (64) in flight towards the leader.
@@ -30,7 +31,8 @@ const ENTRIES_IN_FLIGHT: usize = 1;
 /// index to wait for its own apply).
 struct Batch {
     proposals: Vec<Proposal>,
-    bytes: usize,
+    /// The requests' `codec` encoding, which the entry's is made of.
+    encoded: Vec<u8>,
     reply: oneshot::Sender<Attempt>,
 }
 
@@ -48,10 +50,11 @@ impl Committer {
         Committer { tx }
     }
 
-    /// Commits `proposals` (`bytes` encoded) in an entry of this member's log, if it leads.
-    pub async fn commit(&self, proposals: Vec<Proposal>, bytes: usize) -> Attempt {
+    /// Commits `proposals` in an entry of this member's log, if it leads. `encoded` is their
+    /// `codec` encoding, or the bytes they were decoded from.
+    pub async fn commit(&self, proposals: Vec<Proposal>, encoded: Vec<u8>) -> Attempt {
         let (reply, outcome) = oneshot::channel();
-        if self.tx.send(Batch { proposals, bytes, reply }).await.is_err() {
+        if self.tx.send(Batch { proposals, encoded, reply }).await.is_err() {
             return Attempt::Done(Err(StoreError::Stopped));
         }
         outcome.await.unwrap_or(Attempt::Done(Err(StoreError::Stopped)))
@@ -83,8 +86,9 @@ async fn run(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Batch>) {
         }
         let node = node.clone();
         tokio::spawn(async move {
-            let Entry { proposals, waiters, .. } = entry;
-            deliver(waiters, propose_locally(&node, proposals, permit).await);
+            let Entry { proposals, encoded, waiters } = entry;
+            let batch = ProposalBatch::from_encoded(proposals, encoded);
+            deliver(waiters, propose_locally(&node, batch, permit).await);
         });
     }
 }
@@ -93,8 +97,9 @@ async fn run(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Batch>) {
 #[derive(Default)]
 struct Entry {
     proposals: Vec<Proposal>,
+    /// The batches' encodings, one after the other: the entry's encoding.
+    encoded: Vec<u8>,
     waiters: Vec<(usize, oneshot::Sender<Attempt>)>,
-    bytes: usize,
 }
 
 impl Entry {
@@ -102,11 +107,15 @@ impl Entry {
     fn has_room_for(&self, batch: &Batch) -> bool {
         self.proposals.is_empty()
             || (self.proposals.len() + batch.proposals.len() <= BATCH_MAX_REQUESTS
-                && self.bytes + batch.bytes <= BATCH_MAX_BYTES)
+                && self.encoded.len() + batch.encoded.len() <= BATCH_MAX_BYTES)
     }
 
     fn push(&mut self, batch: Batch) {
-        self.bytes += batch.bytes;
+        if self.encoded.is_empty() {
+            self.encoded = batch.encoded;
+        } else {
+            self.encoded.extend_from_slice(&batch.encoded);
+        }
         self.waiters.push((batch.proposals.len(), batch.reply));
         self.proposals.extend(batch.proposals);
     }
@@ -147,11 +156,12 @@ fn deliver(waiters: Vec<(usize, oneshot::Sender<Attempt>)>, attempt: Attempt) {
 mod tests {
     use super::*;
     use crate::apply::Applied;
+    use crate::raft::codec;
 
     fn batch(requests: usize) -> (Batch, oneshot::Receiver<Attempt>) {
         let (reply, rx) = oneshot::channel();
         let proposals = vec![Proposal::Compact { revision: 1 }; requests];
-        (Batch { bytes: 16 * requests, proposals, reply }, rx)
+        (Batch { encoded: codec::encode_proposals(&proposals), proposals, reply }, rx)
     }
 
     fn revisions(attempt: Attempt) -> (u64, Vec<i64>) {
@@ -184,6 +194,18 @@ mod tests {
         deliver(entry.waiters, Attempt::Done(Ok(Committed { log_index: 9, outcomes })));
         assert_eq!(revisions(first_rx.try_recv().expect("answered")), (9, vec![1]));
         assert_eq!(revisions(second_rx.try_recv().expect("answered")), (9, vec![2, 3]));
+    }
+
+    #[test]
+    fn an_entry_is_encoded_as_its_batches_one_after_the_other() {
+        let mut entry = Entry::default();
+        for revisions in [vec![1], vec![2, 3]] {
+            let (reply, _rx) = oneshot::channel();
+            let proposals: Vec<_> = revisions.into_iter().map(|revision| Proposal::Compact { revision }).collect();
+            entry.push(Batch { encoded: codec::encode_proposals(&proposals), proposals, reply });
+        }
+        assert_eq!(entry.encoded, codec::encode_proposals(&entry.proposals));
+        assert_eq!(codec::decode_proposals(&entry.encoded).expect("decodes"), entry.proposals);
     }
 
     #[test]

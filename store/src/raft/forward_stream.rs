@@ -59,11 +59,12 @@ impl Forwarder {
         Forwarder { node, session: Mutex::new(None) }
     }
 
-    /// Commits `proposals` on `leader`; gives up at `deadline`.
-    pub async fn forward(&self, leader: u64, proposals: &[Proposal], deadline: Instant) -> Attempt {
+    /// Commits the requests `proposals` encodes (`codec::encode_proposals`) on `leader`; gives
+    /// up at `deadline`.
+    pub async fn forward(&self, leader: u64, proposals: Vec<u8>, deadline: Instant) -> Attempt {
         let Some(tx) = self.session(leader) else { return Attempt::Retry };
         let (reply, answer) = oneshot::channel();
-        let outgoing = Outgoing { proposals: codec::encode_proposals(proposals), reply };
+        let outgoing = Outgoing { proposals, reply };
         if tx.send(outgoing).await.is_err() {
             // The session ended before taking the batch: it was never sent.
             return Attempt::Retry;
@@ -179,10 +180,10 @@ pub fn serve(
                 message = incoming.message(), if incoming_open && refusal.is_none() && answers.len() < BATCHES_AHEAD => {
                     match message {
                         Ok(Some(request)) => match accept(&node, &local, request) {
-                            Ok(Some((proposals, bytes))) => {
+                            Ok(Some((proposals, encoded))) => {
                                 let committer = committer.clone();
                                 answers.push_back(Either::Left(async move {
-                                    committer.commit(proposals, bytes).await.into_reply()
+                                    committer.commit(proposals, encoded).await.into_reply()
                                 }));
                             }
                             Ok(None) => answers.push_back(Either::Right(std::future::ready(Attempt::Retry.into_reply()))),
@@ -209,18 +210,18 @@ pub fn serve(
     ReceiverStream::new(answers_rx)
 }
 
-/// A forwarded batch, decoded, if this member leads (`None` if not: the follower retries).
+/// A forwarded batch, decoded, with the bytes it came in, if this member leads (`None` if not:
+/// the follower retries).
 fn accept(
     node: &RaftNode,
     local: &LocalIds,
     request: ForwardRequest,
-) -> Result<Option<(Vec<Proposal>, usize)>, Status> {
+) -> Result<Option<(Vec<Proposal>, Vec<u8>)>, Status> {
     local.check(request.cluster_id, request.target)?;
     if !node.is_leader() {
         return Ok(None);
     }
-    let bytes = request.proposals.len();
     codec::decode_proposals(&request.proposals)
-        .map(|proposals| Some((proposals, bytes)))
+        .map(|proposals| Some((proposals, request.proposals)))
         .map_err(|e| Status::invalid_argument(format!("keel: bad forwarded requests: {e}")))
 }

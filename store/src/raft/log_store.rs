@@ -28,8 +28,8 @@ use tokio::sync::mpsc;
 use crate::mvcc::Engine;
 use crate::mvcc::engine::{CF_RAFT_LOG, CF_RAFT_STATE};
 use crate::raft::log_tail::LogTail;
-use crate::raft::storage_error::{RaftStorageError, Result, decode, encode};
-use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
+use crate::raft::storage_error::{RaftStorageError, Result, decode, encode, encode_sized};
+use crate::raft::types::{Entry, LogId, TypeConfig, Vote, entry_size_hint};
 
 /// `raft_state` keys.
 const KEY_VOTE: &[u8] = b"vote";
@@ -149,7 +149,7 @@ impl LogStore {
         let mut batch = WriteBatch::default();
         let mut written = Vec::new();
         for entry in entries {
-            let encoded = encode("log entry", &entry)?;
+            let encoded = encode_sized("log entry", &entry, entry_size_hint(&entry))?;
             batch.put_cf(cf, entry.log_id.index.to_be_bytes(), &encoded);
             written.push((entry, encoded.len()));
         }

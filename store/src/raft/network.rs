@@ -54,7 +54,7 @@ use tonic::transport::Channel;
 use crate::raft::append_stream;
 use crate::raft::generated::peer_client::PeerClient;
 use crate::raft::transport::Peers;
-use crate::raft::types::{LogId, PeerNode, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
+use crate::raft::types::{LogId, PeerNode, SnapshotFile, SnapshotMeta, TypeConfig, Vote, entry_size_hint};
 use crate::raft::wire::{RaftMessage, SnapshotChunk};
 
 /// What a Raft RPC answers: the receiving `Raft` method's result.
@@ -91,6 +91,11 @@ pub enum PayloadError {
 
 pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {
     postcard::to_allocvec(value).map_err(PayloadError::Encode)
+}
+
+/// `encode_payload` into a buffer of `capacity` bytes to start with.
+fn encode_payload_sized<T: Serialize>(value: &T, capacity: usize) -> Result<Vec<u8>, PayloadError> {
+    postcard::to_io(value, Vec::with_capacity(capacity)).map_err(PayloadError::Encode)
 }
 
 /// Decodes a whole payload: trailing bytes mean sender and receiver disagree on the layout.
@@ -434,7 +439,9 @@ pub(crate) fn fit_entries(
     mut rpc: AppendEntriesRequest<TypeConfig>,
     budget: usize,
 ) -> Result<(Vec<u8>, Option<LogId>), PayloadError> {
-    let payload = encode_payload(&rpc)?;
+    const OVERHEAD: usize = 128;
+    let size_hint = rpc.entries.iter().map(entry_size_hint).sum::<usize>() + OVERHEAD;
+    let payload = encode_payload_sized(&rpc, size_hint)?;
     if payload.len() <= budget || rpc.entries.is_empty() {
         return Ok((payload, None));
     }

@@ -107,7 +107,7 @@ async fn run(node: Arc<RaftNode>, committer: Committer, forwarder: Arc<Forwarder
         let (node, committer, forwarder) = (node.clone(), committer.clone(), forwarder.clone());
         tokio::spawn(async move {
             let (proposals, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.proposal, j.reply)).unzip();
-            match submit(&node, &committer, &forwarder, proposals, bytes).await {
+            match submit(&node, &committer, &forwarder, proposals).await {
                 Ok(outcomes) if outcomes.len() == replies.len() => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome);
@@ -142,21 +142,22 @@ impl Job {
     }
 }
 
-/// Commits one batch (`bytes` encoded) on the leader, wherever it is; one outcome per request.
+/// Commits one batch on the leader, wherever it is; one outcome per request.
 async fn submit(
     node: &RaftNode,
     committer: &Committer,
     forwarder: &Forwarder,
     proposals: Vec<Proposal>,
-    bytes: usize,
 ) -> Result<Vec<Result<Applied>>> {
     let deadline = Instant::now() + REQUEST_TIMEOUT;
+    // Encoded once: the leader's log, its followers and a forward all take these bytes.
+    let encoded = codec::encode_proposals(&proposals);
     let mut leader = node.leader();
     loop {
         let attempt = match leader {
             None => Attempt::Retry,
-            Some(id) if id == node.member_id => committer.commit(proposals.clone(), bytes).await,
-            Some(id) => forwarder.forward(id, &proposals, deadline).await,
+            Some(id) if id == node.member_id => committer.commit(proposals.clone(), encoded.clone()).await,
+            Some(id) => forwarder.forward(id, encoded.clone(), deadline).await,
         };
         match attempt {
             Attempt::Done(Ok(committed)) => {
@@ -202,9 +203,9 @@ pub struct Committed {
 /// Proposes on this member, which believes it leads (the committer's one way to Raft).
 /// `entry_slot` is released once a quorum has the entry (before it is applied here), or once
 /// the attempt ends without a commit.
-pub async fn propose_locally(node: &RaftNode, proposals: Vec<Proposal>, entry_slot: OwnedSemaphorePermit) -> Attempt {
+pub async fn propose_locally(node: &RaftNode, batch: ProposalBatch, entry_slot: OwnedSemaphorePermit) -> Attempt {
     let (responder, commit, complete) = ProgressResponder::new();
-    let command = Command::Requests(ProposalBatch::new(proposals));
+    let command = Command::Requests(batch);
     if let Err(fatal) = node.raft.client_write_ff(command, Some(responder)).await {
         return Attempt::Done(Err(StoreError::Internal(format!("raft: {fatal}"))));
     }

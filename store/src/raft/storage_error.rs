@@ -57,6 +57,12 @@ pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(value).map_err(|source| RaftStorageError::Encode { what, source })
 }
 
+/// `encode` into a buffer of `capacity` bytes to start with: for values whose size is known
+/// about (log entries), so a large one is not regrown from empty.
+pub fn encode_sized<T: Serialize>(what: &'static str, value: &T, capacity: usize) -> Result<Vec<u8>> {
+    postcard::to_io(value, Vec::with_capacity(capacity)).map_err(|source| RaftStorageError::Encode { what, source })
+}
+
 /// The value postcard `bytes` hold; `what` names it in errors.
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|source| RaftStorageError::Decode { what, source })

@@ -35,7 +35,7 @@ pub enum Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Requests(batch) => write!(f, "Requests({})", batch.0.len()),
+            Command::Requests(batch) => write!(f, "Requests({})", batch.proposals().len()),
             Command::PublishMember { id, name, .. } => write!(f, "PublishMember({id:x}, {name})"),
         }
     }
@@ -43,31 +43,75 @@ impl fmt::Display for Command {
 
 /// Write requests batched into one entry. Serialized with the etcd protobuf encoding of each
 /// request (`codec`), so the log holds compact bytes, not a serde tree of protobuf structs.
-/// Shared, not copied, when an entry is cloned: the log's cache of recent entries hands out
-/// clones to the state machine and to replication.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProposalBatch(Arc<Vec<Proposal>>);
+///
+/// A batch keeps its encoding next to the decoded requests: it is encoded once, where it is
+/// made (or taken as it arrived, from a follower's forward or the leader's AppendEntries), not
+/// again for the log and for every follower. Shared, not copied, when an entry is cloned: the
+/// log's cache of recent entries hands out clones to the state machine and to replication.
+#[derive(Clone, Debug, Default)]
+pub struct ProposalBatch(Arc<EncodedBatch>);
+
+#[derive(Debug, Default)]
+struct EncodedBatch {
+    proposals: Vec<Proposal>,
+    /// `codec::encode_proposals(&proposals)`, or bytes that decode to `proposals`.
+    encoded: Vec<u8>,
+}
 
 impl ProposalBatch {
     pub fn new(proposals: Vec<Proposal>) -> ProposalBatch {
-        ProposalBatch(Arc::new(proposals))
+        let encoded = codec::encode_proposals(&proposals);
+        ProposalBatch(Arc::new(EncodedBatch { proposals, encoded }))
+    }
+
+    /// A batch from requests and their encoding, which the caller guarantees match:
+    /// `encoded` is their `codec` encoding, or bytes that `codec` decoded into them.
+    pub fn from_encoded(proposals: Vec<Proposal>, encoded: Vec<u8>) -> ProposalBatch {
+        ProposalBatch(Arc::new(EncodedBatch { proposals, encoded }))
+    }
+
+    /// Decodes a batch, keeping `encoded` as its encoding.
+    pub fn decode(encoded: Vec<u8>) -> Result<ProposalBatch, codec::CodecError> {
+        let proposals = codec::decode_proposals(&encoded)?;
+        Ok(ProposalBatch::from_encoded(proposals, encoded))
     }
 
     pub fn proposals(&self) -> &[Proposal] {
-        &self.0
+        &self.0.proposals
+    }
+
+    /// Bytes of the requests' encoding.
+    pub fn encoded_len(&self) -> usize {
+        self.0.encoded.len()
+    }
+}
+
+/// About the bytes an entry takes in postcard (a little more): a capacity to encode it into.
+pub fn entry_size_hint(entry: &Entry) -> usize {
+    const OVERHEAD: usize = 64;
+    match &entry.payload {
+        openraft::EntryPayload::Normal(Command::Requests(batch)) => batch.encoded_len() + OVERHEAD,
+        _ => 4 * OVERHEAD,
+    }
+}
+
+/// Batches are equal when their requests are (their encodings then decode alike).
+impl PartialEq for ProposalBatch {
+    fn eq(&self, other: &ProposalBatch) -> bool {
+        self.0.proposals == other.0.proposals
     }
 }
 
 impl Serialize for ProposalBatch {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&codec::encode_proposals(&self.0))
+        serializer.serialize_bytes(&self.0.encoded)
     }
 }
 
 impl<'de> Deserialize<'de> for ProposalBatch {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes_buf(deserializer)?;
-        codec::decode_proposals(&bytes).map(ProposalBatch::new).map_err(serde::de::Error::custom)
+        ProposalBatch::decode(bytes).map_err(serde::de::Error::custom)
     }
 }
 
@@ -136,4 +180,38 @@ pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>
 pub struct SnapshotFile {
     pub path: std::path::PathBuf,
     pub size_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::RaftTypeConfig;
+    use openraft::vote::RaftLeaderIdExt;
+
+    use super::*;
+
+    #[test]
+    fn a_batch_travels_as_the_encoding_it_was_made_with() {
+        let proposals = vec![Proposal::Compact { revision: 4 }, Proposal::LeaseRevoke { id: 7 }];
+        let made = ProposalBatch::new(proposals.clone());
+        let bytes = postcard::to_allocvec(&Command::Requests(made.clone())).expect("encodes");
+        let Command::Requests(received) = postcard::from_bytes(&bytes).expect("decodes") else {
+            panic!("not a Requests command");
+        };
+        assert_eq!(received, made);
+        assert_eq!(received.proposals(), &proposals[..]);
+        assert_eq!(received.encoded_len(), codec::encode_proposals(&proposals).len());
+        // The receiver's own encoding is the bytes it received: it sends them on unchanged.
+        assert_eq!(postcard::to_allocvec(&Command::Requests(received)).expect("encodes"), bytes);
+    }
+
+    #[test]
+    fn an_entry_size_hint_covers_its_encoding() {
+        let batch = ProposalBatch::new(vec![Proposal::Compact { revision: 1 }; 100]);
+        let entry = Entry {
+            log_id: LogId::new(<TypeConfig as RaftTypeConfig>::LeaderId::new_committed(3, 1), 42),
+            payload: openraft::EntryPayload::Normal(Command::Requests(batch)),
+        };
+        let encoded = postcard::to_allocvec(&entry).expect("encodes");
+        assert!(entry_size_hint(&entry) >= encoded.len(), "{} < {}", entry_size_hint(&entry), encoded.len());
+    }
 }
