@@ -388,11 +388,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Stream<Item = std::result::Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + openraft::OptionalSend,
     {
         let mut pending = Pending::default();
-        // Let the tasks already waiting run first. On the leader, openraft asks for an apply
-        // right after it tells the committer the entry is committed: yielding lets the next entry
-        // be proposed and sent to the followers before this one's requests are applied, instead
-        // of after (on a loaded three-member cluster, puts were about 7% faster).
-        tokio::task::yield_now().await;
+        // On the leader (its lessor is primary), let the tasks already waiting run first:
+        // openraft asks for an apply right after it tells the committer the entry is committed,
+        // and yielding lets the next entry be proposed and sent to the followers before this
+        // one's requests are applied, instead of after (on a loaded three-member cluster, puts
+        // were about 7% faster). A follower applies at once: the writes it forwarded wait for
+        // this apply, and what it has queued is less urgent (yielding there too cost about 6%).
+        if self.lessor.is_primary() {
+            tokio::task::yield_now().await;
+        }
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let outcome = self.apply_entry(&entry, &mut pending)?;
