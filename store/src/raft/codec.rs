@@ -41,7 +41,7 @@ pub fn encode_proposals(proposals: &[Proposal]) -> Vec<u8> {
 }
 
 /// The bytes `encode_proposal` appends for `proposal`.
-fn encoded_proposal_len(proposal: &Proposal) -> usize {
+pub fn encoded_proposal_len(proposal: &Proposal) -> usize {
     FRAME_HEADER
         + match proposal {
             Proposal::Put(request) => request.encoded_len(),

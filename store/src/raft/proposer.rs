@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use openraft::error::ClientWriteError;
 use openraft::impls::ProgressResponder;
-use prost::Message as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -93,12 +92,12 @@ async fn run(node: Arc<RaftNode>, committer: Committer, forwarder: Arc<Forwarder
             let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
             Some(permit)
         };
-        let mut bytes = first.proposal_len();
+        let mut bytes = codec::encoded_proposal_len(&first.proposal);
         let mut jobs = vec![first];
         while jobs.len() < BATCH_MAX_REQUESTS && bytes < BATCH_MAX_BYTES {
             match rx.try_recv() {
                 Ok(job) => {
-                    bytes += job.proposal_len();
+                    bytes += codec::encoded_proposal_len(&job.proposal);
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -128,17 +127,6 @@ async fn run(node: Arc<RaftNode>, committer: Committer, forwarder: Arc<Forwarder
             }
             drop(permit);
         });
-    }
-}
-
-impl Job {
-    fn proposal_len(&self) -> usize {
-        match &self.proposal {
-            Proposal::Put(r) => r.encoded_len(),
-            Proposal::DeleteRange(r) => r.encoded_len(),
-            Proposal::Txn(r) => r.encoded_len(),
-            _ => 16,
-        }
     }
 }
 
