@@ -10,7 +10,9 @@ struct Cli {
     role: Role,
     /// Threads of the async runtime [default: one per CPU]. Processes sharing a machine (the
     /// three members of `keel up` on a small one) do better with fewer: a thread that sleeps
-    /// and wakes between requests costs a context switch each time.
+    /// and wakes between requests costs a context switch each time. With 1, the runtime is
+    /// tokio's current-thread scheduler: everything runs on the main thread, without the
+    /// work-stealing scheduler's bookkeeping.
     #[arg(long, global = true, value_name = "N")]
     worker_threads: Option<std::num::NonZeroUsize>,
 }
@@ -53,14 +55,24 @@ enum StoreAction {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The one runtime every role runs on: `threads` workers, or on one thread when it is 1.
+fn runtime(threads: Option<std::num::NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Some(one) if one.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads.get());
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
+}
+
 fn main() -> Result<()> {
     init_logging();
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.worker_threads {
-        runtime.worker_threads(threads.get());
-    }
-    let runtime = runtime.enable_all().build()?;
+    let runtime = runtime(cli.worker_threads)?;
     match cli.role {
         Role::Store(StoreCommand { action: None, args }) => {
             runtime.block_on(keel_store::server::run(args.into_config()?))?
