@@ -115,7 +115,8 @@ keel_threads=$(( ($(nproc) + 2) / 3 ))
 bench_threads=1
 
 failed=()
-echo "# $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), $(etcd --version | head -1)"
+cpu_model=$(awk -F": " '/^model name/ {print $2; exit}' /proc/cpuinfo)
+echo "# $(date -u +%Y-%m-%d), $(nproc) cores ($cpu_model), $(uname -r), $(etcd --version | head -1)"
 echo "# keel members: --worker-threads $keel_threads; etcd members: GOMAXPROCS default;" \
     "load generator: --worker-threads $bench_threads"
 echo

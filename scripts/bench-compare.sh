@@ -45,7 +45,8 @@ wait_ready 127.0.0.1:23790
 
 clients=(--clients 4)
 [[ " $* " == *" --clients"* ]] && clients=()
-echo "# $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), $(etcd --version | head -1)"
+cpu_model=$(awk -F": " '/^model name/ {print $2; exit}' /proc/cpuinfo)
+echo "# $(date -u +%Y-%m-%d), $(nproc) cores ($cpu_model), $(uname -r), $(etcd --version | head -1)"
 for round in 1 2; do
     "$KEEL_BIN" bench --endpoints 127.0.0.1:23790 "${clients[@]}" --label "etcd 3.4, 1 member (round $round)" "$@" 2>/dev/null
     "$KEEL_BIN" bench --endpoints 127.0.0.1:23791 "${clients[@]}" --label "keel store, 1 member (round $round)" "$@" 2>/dev/null

@@ -14,7 +14,7 @@ use keel_store::apply::{Applier, Proposal};
 use keel_store::header::HeaderSource;
 use keel_store::lease::Lessor;
 use keel_store::mvcc::Engine;
-use keel_store::mvcc::engine::{CF_META, META_RAFT_PREFIX, STATE_MACHINE_CFS};
+use keel_store::mvcc::engine::{CF_META, CF_RAFT_STATE, META_RAFT_PREFIX, STATE_MACHINE_CFS};
 use keel_store::raft::applied::{self, AppliedMarker, PublishedMember};
 use keel_store::raft::log_store::LogStore;
 use keel_store::raft::state_machine::StateMachine;
@@ -151,6 +151,28 @@ async fn log_state_vote_and_committed_survive_a_restart() {
     let state = member.log.get_log_state().await.expect("log state");
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 5)));
     assert_eq!(state.last_log_id, Some(log_id(1, 5)), "an empty log reports the last purged id as last");
+    member.close();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_committed_id_rides_in_the_next_write_or_is_written_at_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut member = open_member(dir.path());
+    let stored = |engine: &Engine| {
+        engine.db().get_cf(engine.cf(CF_RAFT_STATE), b"committed").expect("read raft_state").is_some()
+    };
+    append(&mut member.log, (1..=4).map(|i| blank(log_id(1, i))).collect()).await;
+    member.log.save_committed(Some(log_id(1, 2))).await.expect("committed");
+    assert!(!stored(&member.engine), "saving the committed id is not a write of its own");
+    assert_eq!(member.log.read_committed().await.expect("read"), Some(log_id(1, 2)));
+    append(&mut member.log, vec![blank(log_id(1, 5))]).await;
+    assert!(stored(&member.engine), "the next append carries the committed id");
+    // A newer id with no write after it is written when the log store is dropped.
+    member.log.save_committed(Some(log_id(1, 4))).await.expect("committed");
+    member.close();
+
+    let mut member = open_member(dir.path());
+    assert_eq!(member.log.read_committed().await.expect("read"), Some(log_id(1, 4)));
     member.close();
 }
 

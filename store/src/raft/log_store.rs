@@ -10,6 +10,12 @@
 //! then completes them. One WAL serves the log and the state machine, so a sync also makes every
 //! earlier state-machine write durable, and a crash keeps a prefix of all writes.
 //!
+//! The committed log id is not a write of its own: openraft reports it once per entry on every
+//! member, and losing the newest one in a crash is allowed (openraft then re-applies less on
+//! start and learns the commit from the leader). It waits in memory and rides in the next
+//! write this store makes (an append, a vote, a truncation, a purge), or is written when the
+//! last handle is dropped.
+//!
 //! Reads of recent entries come from [`LogTail`], which every append, truncation and purge
 //! updates right after RocksDB.
 
@@ -48,16 +54,46 @@ pub struct LogStore {
     tail: Arc<Mutex<LogTail>>,
 }
 
+/// The newest committed log id openraft reported that is not written yet.
+#[derive(Default)]
+struct UnwrittenCommitted(Mutex<Option<Option<LogId>>>);
+
+impl UnwrittenCommitted {
+    fn lock(&self) -> MutexGuard<'_, Option<Option<LogId>>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves the unwritten id, if any, into `batch`.
+    fn write_into(&self, engine: &Engine, batch: &mut WriteBatch) -> Result<()> {
+        if let Some(committed) = self.lock().take() {
+            batch.put_cf(engine.cf(CF_RAFT_STATE), KEY_COMMITTED, encode("committed log id", &committed)?);
+        }
+        Ok(())
+    }
+}
+
 /// The `raft-log-sync` thread and its queue. Dropping the last handle closes the queue and
 /// joins the thread, so the thread's hold on the database ends before the drop returns (a
 /// database closed by a detached thread while the process exits aborts inside RocksDB).
 struct Flusher {
     tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    engine: Arc<Engine>,
+    committed: UnwrittenCommitted,
 }
 
 impl Drop for Flusher {
     fn drop(&mut self) {
+        let mut batch = WriteBatch::default();
+        let written = self.committed.write_into(&self.engine, &mut batch).and_then(|()| {
+            if !batch.is_empty() {
+                self.engine.db().write_opt(batch, &write_options(false))?;
+            }
+            Ok(())
+        });
+        if let Err(error) = written {
+            tracing::warn!(%error, "writing the committed log id at shutdown failed");
+        }
         drop(self.tx.take());
         if let Some(thread) = self.thread.take() {
             // The thread only finishes the sync in progress; a panic there was already logged.
@@ -76,7 +112,12 @@ impl LogStore {
             .name("raft-log-sync".into())
             .spawn(move || run_flusher(&flusher_engine, flush_rx))
             .map_err(|e| RaftStorageError::Thread(e.to_string()))?;
-        let flusher = Arc::new(Flusher { tx: Some(flush_tx), thread: Some(thread) });
+        let flusher = Arc::new(Flusher {
+            tx: Some(flush_tx),
+            thread: Some(thread),
+            engine: engine.clone(),
+            committed: UnwrittenCommitted::default(),
+        });
         Ok(LogStore { engine, flusher, tail: Arc::default() })
     }
 
@@ -94,10 +135,17 @@ impl LogStore {
     }
 
     fn write_state<T: Serialize>(&self, key: &[u8], what: &'static str, value: &T, sync: bool) -> Result<()> {
-        let mut batch = WriteBatch::default();
+        let mut batch = self.new_batch()?;
         batch.put_cf(self.engine.cf(CF_RAFT_STATE), key, encode(what, value)?);
         self.engine.db().write_opt(batch, &write_options(sync))?;
         Ok(())
+    }
+
+    /// A write batch that already carries the unwritten committed log id, if any.
+    fn new_batch(&self) -> Result<WriteBatch> {
+        let mut batch = WriteBatch::default();
+        self.flusher.committed.write_into(&self.engine, &mut batch)?;
+        Ok(batch)
     }
 
     /// The log id of the newest entry present, if any.
@@ -146,7 +194,7 @@ impl LogStore {
     /// Writes `entries` in one batch, without a WAL sync, then keeps them in the tail.
     fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
         let cf = self.engine.cf(CF_RAFT_LOG);
-        let mut batch = WriteBatch::default();
+        let mut batch = self.new_batch()?;
         let mut written = Vec::new();
         for entry in entries {
             let encoded = encode_sized("log entry", &entry, entry_size_hint(&entry))?;
@@ -164,7 +212,7 @@ impl LogStore {
     /// Deletes every entry after `last` (all of them for None), with a WAL sync.
     fn truncate(&self, last: Option<&LogId>) -> Result<()> {
         let from = last.map_or(0, |id| id.index.saturating_add(1));
-        let mut batch = WriteBatch::default();
+        let mut batch = self.new_batch()?;
         batch.delete_range_cf(self.engine.cf(CF_RAFT_LOG), from.to_be_bytes(), u64::MAX.to_be_bytes());
         self.engine.db().write_opt(batch, &write_options(true))?;
         self.tail().truncate_after(last.map(|id| id.index));
@@ -174,7 +222,7 @@ impl LogStore {
     /// Deletes every entry up to and including `upto` and records it as the last purged, in
     /// one batch. No sync: a purge lost in a crash leaves entries that are simply purged again.
     fn purge_upto(&self, upto: &LogId) -> Result<()> {
-        let mut batch = WriteBatch::default();
+        let mut batch = self.new_batch()?;
         let end = upto.index.saturating_add(1);
         batch.delete_range_cf(self.engine.cf(CF_RAFT_LOG), 0u64.to_be_bytes(), end.to_be_bytes());
         batch.put_cf(self.engine.cf(CF_RAFT_STATE), KEY_LAST_PURGED, encode("last purged log id", upto)?);
@@ -262,13 +310,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.write_state(KEY_VOTE, "vote", vote, true)?)
     }
 
-    /// No sync: a committed id lost in a crash is an older one, which openraft handles (it
-    /// re-applies less on start, then learns the commit from the leader).
+    /// Not written here: it rides in this store's next write (module docs). A committed id lost
+    /// in a crash is an older one, which openraft handles.
     async fn save_committed(&mut self, committed: Option<LogId>) -> std::result::Result<(), io::Error> {
-        Ok(self.write_state(KEY_COMMITTED, "committed log id", &committed, false)?)
+        *self.flusher.committed.lock() = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, io::Error> {
+        if let Some(unwritten) = *self.flusher.committed.lock() {
+            return Ok(unwritten);
+        }
         Ok(self.read_state::<Option<LogId>>(KEY_COMMITTED, "committed log id")?.flatten())
     }
 
