@@ -163,6 +163,12 @@ impl Cluster {
         let mut cmd = match target {
             Target::Keel => {
                 let mut c = Command::new(keel_bin());
+                // Every other member runs on one thread (tokio's current-thread scheduler, as
+                // `keel up` and the benchmarks run members on a small machine), the others on
+                // the default multi-threaded runtime: a cluster mixes both.
+                if i % 2 == 1 {
+                    c.arg("--worker-threads").arg("1");
+                }
                 c.arg("store");
                 c
             }
