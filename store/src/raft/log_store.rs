@@ -72,8 +72,9 @@ impl UnwrittenCommitted {
     }
 }
 
-/// The `raft-log-sync` thread and its queue. Dropping the last handle closes the queue and
-/// joins the thread, so the thread's hold on the database ends before the drop returns (a
+/// What every clone of the store shares: the `raft-log-sync` thread and its queue, and the
+/// committed log id not written yet. Dropping the last handle writes that id, closes the queue
+/// and joins the thread, so the thread's hold on the database ends before the drop returns (a
 /// database closed by a detached thread while the process exits aborts inside RocksDB).
 struct Flusher {
     tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
