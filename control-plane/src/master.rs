@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::apiserver::storage::WriteMode;
 use crate::apiserver::{self, Api};
 use crate::kv::Kv;
 use crate::kv::embedded::EmbeddedKv;
@@ -109,10 +110,10 @@ async fn bootstrap(api: Arc<Api>) {
     for name in SYSTEM_NAMESPACES {
         loop {
             let mut namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
-            apiserver::object::prepare_for_create(&mut namespace, None);
+            apiserver::object::prepare_for_create(&mut namespace, None, false);
             crate::registry::defaults::apply_defaults("namespaces", &mut namespace);
             apiserver::hooks::before_create(namespaces, &mut namespace);
-            match api.storage.create(namespaces, None, name, &namespace).await {
+            match api.storage.create(namespaces, None, name, &namespace, WriteMode::Commit).await {
                 Ok(_) => break,
                 Err(error) if error.reason == "AlreadyExists" => break,
                 Err(error) if tokio::time::Instant::now() < deadline => {

@@ -12,7 +12,7 @@ use super::Api;
 use super::object;
 use super::resources::{RESOURCES, Resource};
 use super::status::ApiError;
-use super::storage::Stored;
+use super::storage::{Stored, WriteMode};
 use crate::kv::{Compare, OpResult, Range, Txn, TxnOp};
 
 /// Service cluster IPs come from 10.96.0.0/12 (Kubernetes' default service CIDR).
@@ -107,20 +107,26 @@ pub fn finalized(object: &Value) -> bool {
     deleting && !finalizers
 }
 
-/// Stores a new object; a service claims its cluster IP and node ports in the same txn.
+/// Stores a new object; a service claims its cluster IP and node ports in the same txn. A dry
+/// run picks the same allocations and checks them free, claiming nothing.
 pub async fn create(
     api: &Api,
     resource: &Resource,
     namespace: Option<&str>,
     name: &str,
     object: &mut Value,
+    mode: WriteMode,
 ) -> Result<Stored, ApiError> {
     if resource.plural != "services" {
-        return api.storage.create(resource, namespace, name, object).await;
+        return api.storage.create(resource, namespace, name, object, mode).await;
     }
     for _ in 0..ALLOCATION_ATTEMPTS {
         let claims = allocate_service(object);
-        match create_with_claims(api, resource, namespace, name, object, &claims).await? {
+        let created = match mode {
+            WriteMode::Commit => create_with_claims(api, resource, namespace, name, object, &claims).await?,
+            WriteMode::DryRun => check_claims(api, resource, namespace, name, object, &claims).await?,
+        };
+        match created {
             Some(stored) => return Ok(stored),
             None => continue,
         }
@@ -195,8 +201,34 @@ async fn create_with_claims(
     }
 }
 
+/// The dry run of [`create_with_claims`]: AlreadyExists when the object exists, None when a
+/// claim is taken, else the object as it would be created.
+async fn check_claims(
+    api: &Api,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    object: &Value,
+    claims: &[Vec<u8>],
+) -> Result<Option<Stored>, ApiError> {
+    for claim in claims {
+        if !api.storage.kv.range(Range::key(claim)).await?.kvs.is_empty() {
+            return Ok(None);
+        }
+    }
+    api.storage.create(resource, namespace, name, object, WriteMode::DryRun).await.map(Some)
+}
+
+/// What a delete did: removed the object, or marked it for deletion later.
+pub struct Deletion {
+    /// The object's last state (removed) or its new one (marked).
+    pub stored: Stored,
+    pub immediate: bool,
+}
+
 /// Deletes an object the way its resource wants: at once, or by setting deletionTimestamp
-/// (finalizers pending, graceful pod deletion, namespace cleanup).
+/// (finalizers pending, graceful pod deletion, namespace cleanup). A dry run starts no
+/// cleanup and frees nothing.
 pub async fn delete(
     api: &Api,
     resource: &Resource,
@@ -204,21 +236,25 @@ pub async fn delete(
     name: &str,
     current: Stored,
     grace_period_seconds: Option<i64>,
-) -> Result<Stored, ApiError> {
+    mode: WriteMode,
+) -> Result<Deletion, ApiError> {
     let has_finalizers =
         current.object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     let grace = match resource.plural {
         "pods" => pod_grace_seconds(&current.object, grace_period_seconds),
         _ => 0,
     };
+    let commit = mode == WriteMode::Commit;
     if resource.plural == "namespaces" {
-        let marked = mark_deleting(api, resource, namespace, name, &current, 0).await?;
-        tokio::spawn(clean_namespace(api.storage.clone(), name.to_string()));
-        return Ok(marked);
+        let marked = mark_deleting(api, resource, namespace, name, &current, 0, mode).await?;
+        if commit {
+            tokio::spawn(clean_namespace(api.storage.clone(), name.to_string()));
+        }
+        return Ok(Deletion { stored: marked, immediate: false });
     }
     if has_finalizers || grace > 0 {
-        let marked = mark_deleting(api, resource, namespace, name, &current, grace).await?;
-        if grace > 0 && !has_finalizers {
+        let marked = mark_deleting(api, resource, namespace, name, &current, grace, mode).await?;
+        if commit && grace > 0 && !has_finalizers {
             tokio::spawn(reap_unclaimed_pod(
                 api.storage.clone(),
                 namespace.map(str::to_string),
@@ -226,13 +262,13 @@ pub async fn delete(
                 grace,
             ));
         }
-        return Ok(marked);
+        return Ok(Deletion { stored: marked, immediate: false });
     }
-    let deleted = api.storage.delete(resource, namespace, name, current.revision).await?;
-    if resource.plural == "services" {
+    let deleted = api.storage.delete(resource, namespace, name, current.revision, mode).await?;
+    if commit && resource.plural == "services" {
         release_service(api, &deleted.object).await;
     }
-    Ok(deleted)
+    Ok(Deletion { stored: deleted, immediate: true })
 }
 
 /// A pod on a node is deleted gracefully (the node agent confirms); an unscheduled one at once.
@@ -253,6 +289,7 @@ async fn mark_deleting(
     name: &str,
     current: &Stored,
     grace: i64,
+    mode: WriteMode,
 ) -> Result<Stored, ApiError> {
     if object::meta_str(&current.object, "deletionTimestamp").is_some() {
         return Ok(current.clone());
@@ -262,10 +299,14 @@ async fn mark_deleting(
     let metadata = object::metadata_mut(&mut marked);
     metadata.insert("deletionTimestamp".into(), json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
     metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    // Kubernetes' BeforeDelete: setting deletionTimestamp is a change a controller must see.
+    if let Some(generation) = metadata.get("generation").and_then(Value::as_i64).filter(|g| *g > 0) {
+        metadata.insert("generation".into(), json!(generation + 1));
+    }
     if resource.plural == "namespaces" {
         marked["status"] = json!({ "phase": "Terminating" });
     }
-    api.storage.update(resource, namespace, name, &marked, current.revision).await
+    api.storage.update(resource, namespace, name, &marked, current.revision, mode).await
 }
 
 /// Frees a deleted service's cluster IP and node ports.
@@ -301,7 +342,7 @@ async fn reap_unclaimed_pod(storage: super::storage::Storage, namespace: Option<
     if matches!(storage.get(nodes, None, &node).await, Ok(Some(_))) {
         return;
     }
-    if let Err(error) = storage.delete(pods, namespace.as_deref(), &name, pod.revision).await {
+    if let Err(error) = storage.delete(pods, namespace.as_deref(), &name, pod.revision, WriteMode::Commit).await {
         tracing::debug!(?error, %name, "reaping a terminated pod");
     }
 }
@@ -327,7 +368,8 @@ async fn clean_namespace(storage: super::storage::Storage, namespace: String) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let Ok(Some(stored)) = storage.get(super::resources::namespaces(), None, &namespace).await else { return };
-    if let Err(error) = storage.delete(super::resources::namespaces(), None, &namespace, stored.revision).await {
+    let namespaces = super::resources::namespaces();
+    if let Err(error) = storage.delete(namespaces, None, &namespace, stored.revision, WriteMode::Commit).await {
         tracing::warn!(%namespace, ?error, "deleting a cleaned namespace");
     }
 }

@@ -4,10 +4,10 @@
 //! that are not resources: version, health, discovery, OpenAPI) → [`handlers`] (one module per
 //! verb family) → [`storage`] (objects in the store through the `Kv` trait) or, for watches and
 //! `resourceVersion=0` lists, [`watch_cache`] (one cache per resource, fed by one store watch).
-//! Pure pieces sit beside them: [`request`] parsing, [`resources`] catalog, [`object`] metadata
-//! rules, [`hooks`] per-resource behaviour (service IPs, graceful pod deletion, namespaces),
-//! [`apply`] server-side apply, [`table`] + [`printers`] for kubectl's columns, [`selectors`],
-//! [`status`] errors.
+//! Pure pieces sit beside them: [`request`] parsing, [`options`] (query parameters per verb),
+//! [`resources`] catalog, [`object`] metadata rules, [`hooks`] per-resource behaviour (service
+//! IPs, graceful pod deletion, namespaces), [`apply`] server-side apply, [`table`] +
+//! [`printers`] for kubectl's columns, [`selectors`], [`status`] errors.
 
 pub mod apply;
 pub mod discovery;
@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod hooks;
 pub mod object;
 pub mod openapi;
+pub mod options;
 pub mod printers;
 pub mod protobuf;
 pub mod request;

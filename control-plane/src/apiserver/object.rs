@@ -63,8 +63,10 @@ pub fn random_suffix() -> String {
 }
 
 /// Fills what the server owns on create: name from generateName, uid, creation time,
-/// generation 1, namespace; drops what clients may not set.
-pub fn prepare_for_create(object: &mut Value, namespace: Option<&str>) {
+/// namespace, and generation 1 for kinds that track one (`tracks_generation`; see
+/// [`Resource::tracks_generation`](super::resources::Resource::tracks_generation)); drops what
+/// clients may not set.
+pub fn prepare_for_create(object: &mut Value, namespace: Option<&str>, tracks_generation: bool) {
     let metadata = metadata_mut(object);
     let has_name = metadata.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
     if !has_name {
@@ -78,27 +80,39 @@ pub fn prepare_for_create(object: &mut Value, namespace: Option<&str>) {
     }
     metadata.insert("uid".into(), Value::String(new_uid()));
     metadata.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-    metadata.insert("generation".into(), json!(1));
+    if tracks_generation {
+        metadata.insert("generation".into(), json!(1));
+    }
     for owned_by_server in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         metadata.remove(owned_by_server);
     }
 }
 
 /// Carries over what an update may not change (uid, creation time, generation, deletion
-/// state) and bumps `generation` when the spec changed.
-pub fn prepare_for_update(new: &mut Value, old: &Value) {
+/// state) and, for kinds that track a generation, bumps it when the spec changed.
+pub fn prepare_for_update(new: &mut Value, old: &Value, tracks_generation: bool) {
     let spec_changed = spec_part(new) != spec_part(old);
     let old_metadata = metadata(old).cloned().unwrap_or_default();
     let metadata = metadata_mut(new);
-    for kept in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+    for kept in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+        "generation",
+    ] {
         match old_metadata.get(kept) {
             Some(value) => metadata.insert(kept.into(), value.clone()),
             None => metadata.remove(kept),
         };
     }
-    let generation = old_metadata.get("generation").and_then(Value::as_i64).unwrap_or(1);
-    let generation = if spec_changed { generation + 1 } else { generation };
-    metadata.insert("generation".into(), json!(generation));
+    if tracks_generation {
+        let generation = old_metadata.get("generation").and_then(Value::as_i64).unwrap_or(1);
+        let generation = if spec_changed { generation + 1 } else { generation };
+        metadata.insert("generation".into(), json!(generation));
+    }
     metadata.remove("resourceVersion");
 }
 
@@ -160,26 +174,33 @@ mod tests {
     fn generation_bumps_only_on_spec_changes() {
         let old = json!({"metadata": {"name": "a", "uid": "u", "generation": 3}, "spec": {"replicas": 1}});
         let mut labels_only = json!({"metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"replicas": 1}});
-        prepare_for_update(&mut labels_only, &old);
+        prepare_for_update(&mut labels_only, &old, true);
         assert_eq!(labels_only["metadata"]["generation"], 3);
         assert_eq!(labels_only["metadata"]["uid"], "u");
         let mut scaled = json!({"metadata": {"name": "a"}, "spec": {"replicas": 2}});
-        prepare_for_update(&mut scaled, &old);
+        prepare_for_update(&mut scaled, &old, true);
         assert_eq!(scaled["metadata"]["generation"], 4);
         let mut status_only = json!({"metadata": {"name": "a"}, "spec": {"replicas": 1}, "status": {"x": 1}});
-        prepare_for_update(&mut status_only, &old);
+        prepare_for_update(&mut status_only, &old, true);
         assert_eq!(status_only["metadata"]["generation"], 3);
+        let configmap = json!({"metadata": {"name": "c"}, "data": {"a": "1"}});
+        let mut changed = json!({"metadata": {"name": "c", "generation": 7}, "data": {"a": "2"}});
+        prepare_for_update(&mut changed, &configmap, false);
+        assert!(changed["metadata"].get("generation").is_none(), "no generation on kinds without one");
     }
 
     #[test]
     fn create_fills_generate_name_and_server_fields() {
         let mut object = json!({"metadata": {"generateName": "web-", "resourceVersion": "9"}});
-        prepare_for_create(&mut object, Some("default"));
+        prepare_for_create(&mut object, Some("default"), true);
         let name = object["metadata"]["name"].as_str().expect("name");
         assert!(name.starts_with("web-") && name.len() == 9, "{name}");
         assert_eq!(object["metadata"]["namespace"], "default");
         assert!(object["metadata"].get("resourceVersion").is_none());
         assert_eq!(object["metadata"]["generation"], 1);
+        let mut config_map = json!({"metadata": {"name": "c"}});
+        prepare_for_create(&mut config_map, Some("default"), false);
+        assert!(config_map["metadata"].get("generation").is_none());
     }
 
     #[test]

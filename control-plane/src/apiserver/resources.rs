@@ -54,6 +54,13 @@ impl Resource {
         }
     }
 
+    /// Whether objects carry `metadata.generation`, bumped on spec changes: only kinds whose
+    /// Kubernetes strategy sets it (pods, deployments, replicasets, endpointslices among the
+    /// served ones; ConfigMaps, Secrets, Services, Namespaces and the rest have none).
+    pub fn tracks_generation(&self) -> bool {
+        matches!(self.plural, "pods" | "deployments" | "replicasets" | "endpointslices")
+    }
+
     /// The verbs discovery advertises.
     pub fn verbs(&self) -> &'static [&'static str] {
         &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]

@@ -104,6 +104,22 @@ impl ApiError {
         ApiError::new(StatusCode::GONE, "Expired", message)
     }
 
+    /// 504: a list asked for a state newer than the store has (kube-apiserver's
+    /// `NewTooLargeResourceVersionError`; clients retry after a second).
+    pub fn too_large_resource_version(asked: i64, current: i64) -> ApiError {
+        ApiError {
+            details: Some(json!({
+                "retryAfterSeconds": 1,
+                "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }],
+            })),
+            ..ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                format!("Timeout: Too large resource version: {asked}, current: {current}"),
+            )
+        }
+    }
+
     pub fn unauthorized() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
     }

@@ -16,6 +16,23 @@ pub const MAX_PAGE: i64 = 10_000;
 /// Attempts of a read-modify-write (patch, scale, apply) before giving up with a conflict.
 pub const UPDATE_ATTEMPTS: usize = 16;
 
+/// Whether a request's writes reach the store. Under `dryRun=All` every write is checked as it
+/// would be in its txn (the key absent for a create, still at the expected revision for an
+/// update or delete) by reading, and nothing is written: the store's revision and contents stay
+/// exactly as they were, as kube-apiserver's dry-run storage leaves etcd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    #[default]
+    Commit,
+    DryRun,
+}
+
+impl WriteMode {
+    pub fn dry_run(dry_run: bool) -> WriteMode {
+        if dry_run { WriteMode::DryRun } else { WriteMode::Commit }
+    }
+}
+
 /// One stored object with its resourceVersion (mod revision).
 #[derive(Clone, Debug)]
 pub struct Stored {
@@ -102,15 +119,23 @@ impl Storage {
         Ok(Page { items, revision: read_revision, continue_token, remaining })
     }
 
-    /// Creates the object; 409 AlreadyExists when the key is taken.
+    /// Creates the object; 409 AlreadyExists when the key is taken. A dry run answers the
+    /// object as it would be stored, without a resourceVersion (none was assigned).
     pub async fn create(
         &self,
         resource: &Resource,
         namespace: Option<&str>,
         name: &str,
         object: &Value,
+        mode: WriteMode,
     ) -> Result<Stored, ApiError> {
         let key = resource.key(namespace, name).into_bytes();
+        if mode == WriteMode::DryRun {
+            if self.kv.range(Range::key(&key)).await?.kvs.is_empty() {
+                return Ok(Stored { object: object.clone(), revision: 0 });
+            }
+            return Err(ApiError::already_exists(resource.group, resource.plural, name));
+        }
         let txn = Txn {
             compare: vec![Compare::mod_revision(&key, 0)],
             success: vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }],
@@ -126,7 +151,7 @@ impl Storage {
     }
 
     /// Replaces the object if it is still at `expected_revision`; 409 Conflict otherwise,
-    /// 404 when it is gone.
+    /// 404 when it is gone. A dry run answers the new object at the revision it was based on.
     pub async fn update(
         &self,
         resource: &Resource,
@@ -134,8 +159,15 @@ impl Storage {
         name: &str,
         object: &Value,
         expected_revision: i64,
+        mode: WriteMode,
     ) -> Result<Stored, ApiError> {
         let key = resource.key(namespace, name).into_bytes();
+        if mode == WriteMode::DryRun {
+            self.check_unchanged(resource, name, &key, expected_revision).await?;
+            let mut updated = object.clone();
+            object::set_resource_version(&mut updated, expected_revision);
+            return Ok(Stored { object: updated, revision: expected_revision });
+        }
         let txn = Txn {
             compare: vec![Compare::mod_revision(&key, expected_revision)],
             success: vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }],
@@ -162,8 +194,12 @@ impl Storage {
         namespace: Option<&str>,
         name: &str,
         expected_revision: i64,
+        mode: WriteMode,
     ) -> Result<Stored, ApiError> {
         let key = resource.key(namespace, name).into_bytes();
+        if mode == WriteMode::DryRun {
+            return self.check_unchanged(resource, name, &key, expected_revision).await;
+        }
         let txn = Txn {
             compare: vec![Compare::mod_revision(&key, expected_revision)],
             success: vec![TxnOp::Delete { key: key.clone(), range_end: None }],
@@ -187,6 +223,24 @@ impl Storage {
         })
     }
 
+    /// What a dry-run update or delete checks: the object is there, still at `expected_revision`.
+    async fn check_unchanged(
+        &self,
+        resource: &Resource,
+        name: &str,
+        key: &[u8],
+        expected_revision: i64,
+    ) -> Result<Stored, ApiError> {
+        let result = self.kv.range(Range::key(key)).await?;
+        let Some(current) = result.kvs.first() else {
+            return Err(ApiError::not_found(resource.group, resource.plural, name));
+        };
+        if current.mod_revision != expected_revision {
+            return Err(ApiError::conflict(resource.group, resource.plural, name));
+        }
+        decode(&current.value, current.mod_revision).ok_or_else(|| ApiError::internal("a stored object is not JSON"))
+    }
+
     /// Read-modify-write: `change` gets the current object and returns the new one (or None
     /// to leave it unchanged); retried on a concurrent write. `change` must be deterministic
     /// over its input (it may run several times).
@@ -195,6 +249,7 @@ impl Storage {
         resource: &Resource,
         namespace: Option<&str>,
         name: &str,
+        mode: WriteMode,
         mut change: F,
     ) -> Result<Stored, ApiError>
     where
@@ -207,7 +262,7 @@ impl Storage {
             if updated == current.object {
                 return Ok(current);
             }
-            match self.update(resource, namespace, name, &updated, revision).await {
+            match self.update(resource, namespace, name, &updated, revision, mode).await {
                 Err(error) if error.reason == "Conflict" => continue,
                 outcome => return outcome,
             }

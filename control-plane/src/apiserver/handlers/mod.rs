@@ -16,8 +16,10 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use super::request::{self, Query, Shape, Target, Verb};
+use super::options::DeleteBody;
+use super::request::{self, OptionsKind, Params, Query, Shape, Target, Verb};
 use super::status::ApiError;
+use super::storage::WriteMode;
 use super::{Api, MAX_BODY_BYTES};
 use crate::pki::ClientIdentity;
 
@@ -30,6 +32,13 @@ pub struct Call {
     pub content_type: String,
     pub body: Bytes,
     pub headers: HeaderMap,
+}
+
+impl Call {
+    /// Whether this request's writes reach the store (`dryRun=All`: they do not).
+    pub fn write_mode(&self) -> WriteMode {
+        WriteMode::dry_run(self.query.dry_run)
+    }
 }
 
 pub async fn handle(
@@ -46,18 +55,35 @@ pub async fn handle(
 
 async fn prepare(target: Target, request: Request<Body>) -> Result<Call, ApiError> {
     let (parts, body) = request.into_parts();
-    let query = request::parse_query(parts.uri.query())?;
-    let verb = request::verb(&parts.method, &target, &query)?;
+    let params = Params::parse(parts.uri.query())?;
+    let verb = request::verb(&parts.method, &target, &params)?;
+    let content_type = request::content_type(&parts.headers);
     let body = read_body(body).await?;
-    Ok(Call {
-        shape: request::shape(&parts.headers),
-        content_type: request::content_type(&parts.headers),
-        target,
-        verb,
-        query,
-        body,
-        headers: parts.headers,
-    })
+    let query = decode_options(&params, verb, &content_type, &body)?;
+    Ok(Call { shape: request::shape(&parts.headers), content_type, target, verb, query, body, headers: parts.headers })
+}
+
+/// The options of the request's verb. A delete with a body takes its DeleteOptions from the
+/// body alone (kube-apiserver reads the query's only without one).
+fn decode_options(params: &Params, verb: Verb, content_type: &str, body: &[u8]) -> Result<Query, ApiError> {
+    let kind = match verb {
+        Verb::Get => OptionsKind::Get,
+        Verb::List | Verb::Watch => OptionsKind::List,
+        Verb::Create => OptionsKind::Create,
+        Verb::Update => OptionsKind::Update,
+        Verb::Patch => OptionsKind::Patch { apply: content_type.starts_with("application/apply-patch") },
+        Verb::Delete | Verb::DeleteCollection if !body.is_empty() => {
+            let mut query = match verb {
+                Verb::DeleteCollection => Query::decode(params, OptionsKind::List)?,
+                _ => Query::decode(params, OptionsKind::Get)?,
+            };
+            query.apply_delete(&DeleteBody::parse(body)?)?;
+            return Ok(query);
+        }
+        Verb::Delete => OptionsKind::Delete,
+        Verb::DeleteCollection => OptionsKind::DeleteCollection,
+    };
+    Query::decode(params, kind)
 }
 
 /// The whole body, or 413 past [`MAX_BODY_BYTES`].

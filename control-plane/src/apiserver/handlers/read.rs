@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Call, respond};
+use crate::apiserver::options::VersionMatch;
 use crate::apiserver::request::Shape;
 use crate::apiserver::resources::Resource;
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
@@ -15,6 +16,7 @@ use crate::apiserver::status::ApiError;
 use crate::apiserver::storage::Page;
 use crate::apiserver::watch_cache::CacheError;
 use crate::apiserver::{Api, router, table};
+use crate::registry::validation::go_quote;
 
 pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
@@ -49,14 +51,30 @@ impl Selectors {
     }
 }
 
-/// The revision a store list reads at: 0 (latest, linearizable) unless the client named one.
-fn list_revision(call: &Call) -> Result<i64, ApiError> {
-    match call.query.resource_version.as_deref() {
-        None | Some("0") => Ok(0),
-        Some(text) => {
-            text.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {text:?}")))
-        }
+/// The revision a store list reads at: 0 (latest, linearizable) unless the client named one
+/// it must be exactly at; and the oldest revision the answer may be at.
+fn list_revision(call: &Call) -> Result<(i64, i64), ApiError> {
+    let named = match call.query.resource_version.as_deref() {
+        None | Some("0") => 0,
+        Some(text) => match text.parse::<i64>() {
+            Ok(revision) if revision >= 0 => revision,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid resource version: resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: invalid syntax",
+                    go_quote(text),
+                    go_quote(text)
+                )));
+            }
+        },
+    };
+    if call.query.continue_token.is_some() && named > 0 {
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
     }
+    Ok(match call.query.resource_version_match {
+        // Any state not older than the named one: the latest is.
+        Some(VersionMatch::NotOlderThan) => (0, named),
+        _ => (named, 0),
+    })
 }
 
 /// `resourceVersion=0` means "any recent state": the watch cache answers it (all objects, no
@@ -66,6 +84,7 @@ pub async fn list(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let selectors = Selectors::parse(resource, &call.query.label_selector, &call.query.field_selector)?;
     let any_recent = call.query.resource_version.as_deref() == Some("0") && call.query.continue_token.is_none();
+    // resourceVersionMatch=Exact at "0" is refused when the options are decoded.
     if any_recent && let Some(response) = list_from_cache(api, call, &selectors).await? {
         return Ok(response);
     }
@@ -100,6 +119,7 @@ async fn list_from_cache(api: &Api, call: &Call, selectors: &Selectors) -> Resul
 
 async fn list_from_store(api: &Api, call: &Call, selectors: &Selectors) -> Result<Response, ApiError> {
     let resource = call.target.resource;
+    let (revision, not_older_than) = list_revision(call)?;
     let page = api
         .storage
         .list(
@@ -107,9 +127,12 @@ async fn list_from_store(api: &Api, call: &Call, selectors: &Selectors) -> Resul
             call.target.namespace.as_deref(),
             call.query.limit,
             call.query.continue_token.as_deref(),
-            list_revision(call)?,
+            revision,
         )
         .await?;
+    if page.revision < not_older_than {
+        return Err(ApiError::too_large_resource_version(not_older_than, page.revision));
+    }
     let Page { items, revision, continue_token, remaining } = page;
     let items: Vec<Value> = items.into_iter().filter(|object| selectors.matches(resource, object)).collect();
     let mut metadata = json!({ "resourceVersion": revision.to_string() });

@@ -116,7 +116,7 @@ async fn bind(api: &Api, call: &Call) -> Result<Response, ApiError> {
     };
     let node = node.to_string();
     api.storage
-        .guaranteed_update(resource, namespace, name, |current| {
+        .guaranteed_update(resource, namespace, name, call.write_mode(), |current| {
             let mut pod = current.object;
             if object::meta_str(&pod, "deletionTimestamp").is_some() {
                 return Err(ApiError::conflict("", "pods", name));

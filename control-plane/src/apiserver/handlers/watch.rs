@@ -50,10 +50,18 @@ type Sink = mpsc::Sender<Result<Bytes, Infallible>>;
 pub async fn watch(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let selectors = Selectors::parse(resource, &call.query.label_selector, &call.query.field_selector)?;
-    let from = watch_from(call.query.resource_version.as_deref())?;
+    let initial = initial_events(call.query.send_initial_events);
+    let from = match initial {
+        // A streaming list starts from the current objects whatever resourceVersion it names
+        // (they are not older than it).
+        Initial::ObjectsThenBookmark => WatchFrom::Snapshot,
+        _ => watch_from(call.query.resource_version.as_deref())?,
+    };
     let prefix = resource.prefix(call.target.namespace.as_deref()).into_bytes();
     let subscription = api.watch_caches.get(resource).subscribe(&prefix, from).await;
-    let timeout = call.query.timeout_seconds.map(Duration::from_secs).unwrap_or(MAX_WATCH).min(MAX_WATCH);
+    // A negative timeoutSeconds ends the watch at once, as an expired context does in Go.
+    let timeout = call.query.timeout_seconds.map(|t| Duration::from_secs(t.max(0) as u64));
+    let timeout = timeout.unwrap_or(MAX_WATCH).min(MAX_WATCH);
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
     match subscription {
         Ok(subscription) => {
@@ -63,6 +71,7 @@ pub async fn watch(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
                 prefix,
                 shape: call.shape,
                 bookmarks: call.query.allow_watch_bookmarks,
+                initial,
                 columns_sent: false,
                 tx,
                 from: 0,
@@ -85,6 +94,29 @@ pub async fn watch(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+/// What a watch that starts from the current objects sends of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Initial {
+    /// Every current object as ADDED (a watch without a resourceVersion, or from "0").
+    Objects,
+    /// The objects, then a BOOKMARK annotated `k8s.io/initial-events-end` (a streaming list:
+    /// `sendInitialEvents=true`).
+    ObjectsThenBookmark,
+    /// Nothing: only the changes from now on (`sendInitialEvents=false`).
+    Nothing,
+}
+
+fn initial_events(send_initial_events: Option<bool>) -> Initial {
+    match send_initial_events {
+        Some(true) => Initial::ObjectsThenBookmark,
+        Some(false) => Initial::Nothing,
+        None => Initial::Objects,
+    }
+}
+
+/// The annotation on the bookmark that ends a streaming list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
 /// Unset or "0": the current objects, then changes. A number: the changes after it.
 fn watch_from(resource_version: Option<&str>) -> Result<WatchFrom, ApiError> {
     match resource_version {
@@ -106,6 +138,8 @@ struct EventWriter {
     prefix: Vec<u8>,
     shape: Shape,
     bookmarks: bool,
+    /// What a start from the current objects sends of them.
+    initial: Initial,
     /// Table watches send the column definitions with the first event only.
     columns_sent: bool,
     tx: Sink,
@@ -154,10 +188,16 @@ impl EventWriter {
     async fn send_start(&mut self, start: Start) -> bool {
         match start {
             Start::Snapshot(objects) => {
+                let objects = if self.initial == Initial::Nothing { Vec::new() } else { objects };
                 for object in objects {
                     if self.selectors.matches(self.resource, &object) && !self.send("ADDED", &object).await {
                         return false;
                     }
+                }
+                if self.initial == Initial::ObjectsThenBookmark && self.bookmarks {
+                    self.announced = self.position;
+                    let bookmark = self.bookmark_object(Some(json!({ INITIAL_EVENTS_END: "true" })));
+                    return self.tx.send(Ok(encode_line("BOOKMARK", &bookmark))).await.is_ok();
                 }
             }
             Start::Replay(events) => {
@@ -230,13 +270,18 @@ impl EventWriter {
         if !self.bookmarks || self.position <= self.announced {
             return true;
         }
-        let object = json!({
-            "kind": self.resource.kind,
-            "apiVersion": self.resource.api_version(),
-            "metadata": { "resourceVersion": self.position.to_string() },
-        });
+        let object = self.bookmark_object(None);
         self.announced = self.position;
         self.tx.send(Ok(encode_line("BOOKMARK", &object))).await.is_ok()
+    }
+
+    /// A bookmark's object: only the kind and this stream's position (and annotations).
+    fn bookmark_object(&self, annotations: Option<Value>) -> Value {
+        let mut metadata = json!({ "resourceVersion": self.position.to_string() });
+        if let Some(annotations) = annotations {
+            metadata["annotations"] = annotations;
+        }
+        json!({ "kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata })
     }
 }
 
@@ -288,6 +333,7 @@ mod tests {
             prefix: resource.prefix(Some("default")).into_bytes(),
             shape: Shape::Object,
             bookmarks,
+            initial: Initial::Objects,
             columns_sent: false,
             tx,
             from: 0,

@@ -120,7 +120,7 @@ pub async fn create_object(
     check_type(resource, object)?;
     check_namespace(call, object)?;
     let namespace = call.target.namespace.as_deref();
-    object::prepare_for_create(object, namespace.filter(|_| resource.namespaced));
+    object::prepare_for_create(object, namespace.filter(|_| resource.namespaced), resource.tracks_generation());
     let Some(name) = object::name(object).map(str::to_string) else {
         let causes = [validation::FieldCause {
             reason: "FieldValueRequired",
@@ -135,7 +135,7 @@ pub async fn create_object(
     if let Some(manager) = manager {
         apply::record_manager(object, manager, operation, &resource.api_version(), None);
     }
-    hooks::create(api, resource, namespace, &name, object).await
+    hooks::create(api, resource, namespace, &name, object, call.write_mode()).await
 }
 
 /// The checks every update passes, whatever produced the new object (PUT, patch, apply).
@@ -168,7 +168,7 @@ pub async fn update_object(
     } else if resource.has_status {
         object::keep_status(&mut object, &current.object);
     }
-    object::prepare_for_update(&mut object, &current.object);
+    object::prepare_for_update(&mut object, &current.object, resource.tracks_generation());
     hooks::before_update(resource, &mut object, &current.object);
     admit(resource, &mut object, Some(&current.object))?;
     if object == current.object {
@@ -178,10 +178,11 @@ pub async fn update_object(
     if let Some(manager) = call.query.field_manager.as_deref().filter(|_| !applying) {
         apply::record_manager(&mut object, manager, "Update", &resource.api_version(), None);
     }
+    let mode = call.write_mode();
     if hooks::finalized(&object) {
-        return api.storage.delete(resource, namespace, name, current.revision).await;
+        return api.storage.delete(resource, namespace, name, current.revision, mode).await;
     }
-    api.storage.update(resource, namespace, name, &object, current.revision).await
+    api.storage.update(resource, namespace, name, &object, current.revision, mode).await
 }
 
 pub async fn update(api: &Api, call: &Call) -> Result<Response, ApiError> {
@@ -284,50 +285,52 @@ fn patch_names_version(body: &[u8]) -> bool {
         .is_some_and(|rv| !rv.is_null())
 }
 
-/// DeleteOptions from the body (all optional).
-struct DeleteOptions {
-    grace_period_seconds: Option<i64>,
-    precondition_uid: Option<String>,
-    precondition_revision: Option<String>,
-}
-
-fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
-    let options: Value = if call.body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&call.body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
-    };
-    Ok(DeleteOptions {
-        grace_period_seconds: options.get("gracePeriodSeconds").and_then(Value::as_i64),
-        precondition_uid: options.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        precondition_revision: options
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    })
-}
-
 pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let namespace = call.target.namespace.as_deref();
     let name = call.target.name.as_deref().unwrap_or_default();
-    let options = delete_options(call)?;
     let current = api.storage.get_existing(resource, namespace, name).await?;
     let uid = object::meta_str(&current.object, "uid").map(str::to_string);
-    if options.precondition_uid.as_ref().is_some_and(|expected| Some(expected) != uid.as_ref()) {
+    let preconditions = call.query.preconditions.clone().unwrap_or_default();
+    if preconditions.uid.as_ref().is_some_and(|expected| Some(expected) != uid.as_ref()) {
         return Err(ApiError::conflict(resource.group, resource.plural, name));
     }
-    if options.precondition_revision.as_ref().is_some_and(|rv| *rv != current.revision.to_string()) {
+    if preconditions.resource_version.as_ref().is_some_and(|rv| *rv != current.revision.to_string()) {
         return Err(ApiError::conflict(resource.group, resource.plural, name));
     }
-    let outcome = hooks::delete(api, resource, namespace, name, current, options.grace_period_seconds).await?;
-    Ok(respond(StatusCode::OK, &outcome.object, &[]))
+    let grace = call.query.grace_period_seconds;
+    let deletion = hooks::delete(api, resource, namespace, name, current, grace, call.write_mode()).await?;
+    Ok(respond(StatusCode::OK, &deletion_response(resource, &deletion), &[]))
+}
+
+/// What a DELETE answers: the object while its deletion is pending; once it is gone, the
+/// object for the resources Kubernetes returns it for (pods, services, namespaces, service
+/// accounts: `ReturnDeletedObject`), otherwise a Success Status naming it.
+fn deletion_response(resource: &Resource, deletion: &hooks::Deletion) -> Value {
+    let object = &deletion.stored.object;
+    let returns_object = matches!(resource.plural, "pods" | "services" | "namespaces" | "serviceaccounts");
+    if !deletion.immediate || returns_object {
+        return object.clone();
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": object::meta_str(object, "name").unwrap_or_default(),
+            "group": resource.group,
+            "kind": resource.plural,
+            "uid": object::meta_str(object, "uid").unwrap_or_default(),
+        },
+    })
 }
 
 pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let selectors = Selectors::parse(resource, &call.query.label_selector, &call.query.field_selector)?;
     let page = api.storage.list(resource, call.target.namespace.as_deref(), 0, None, 0).await?;
+    let mode = call.write_mode();
     let mut deleted = Vec::new();
     for object in page.items.into_iter().filter(|o| selectors.matches(resource, o)) {
         let Some(name) = object::name(&object).map(str::to_string) else { continue };
@@ -336,8 +339,9 @@ pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiEr
             Some(current) => current,
             None => continue,
         };
-        match hooks::delete(api, resource, namespace.as_deref(), &name, current, None).await {
-            Ok(outcome) => deleted.push(outcome.object),
+        let grace = call.query.grace_period_seconds;
+        match hooks::delete(api, resource, namespace.as_deref(), &name, current, grace, mode).await {
+            Ok(deletion) => deleted.push(deletion.stored.object),
             Err(error) if error.code == StatusCode::NOT_FOUND => {}
             Err(error) => return Err(error),
         }
