@@ -8,8 +8,9 @@ set -euo pipefail
 # --no-install-recommends skips); libclang-dev/clang: RocksDB's bindgen;
 # etcd-client: the real etcdctl 3.4 the acceptance tests drive; etcd-server: real etcd 3.4,
 # the reference the differential tests and benchmarks compare against; kubectl: the real
-# client the control-plane acceptance tests drive (Debian's dispatcher package).
-PACKAGES=(protobuf-compiler libprotobuf-dev libclang-dev clang etcd-client etcd-server kubectl)
+# client the control-plane acceptance tests drive (Debian's dispatcher package);
+# python3-kubernetes: the official Python client, one column of the client matrix test.
+PACKAGES=(protobuf-compiler libprotobuf-dev libclang-dev clang etcd-client etcd-server kubectl python3-kubernetes)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

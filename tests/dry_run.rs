@@ -1,0 +1,192 @@
+//! `--dry-run=server` with the real kubectl writes nothing: after every dry-run command the
+//! store (its revision and every key and value, read with the real etcdctl) is exactly as it
+//! was, and kubectl prints what it prints against Kubernetes. `kubectl diff` shows a change and
+//! makes none; a dry-run Service claims no cluster IP. On embedded stores and on real etcd.
+
+mod common;
+
+use std::process::Output;
+
+use common::control_plane::{Backend, UpCluster};
+use serde_json::Value;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: main
+        image: nginx:1.25
+"#;
+
+const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n";
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: box}
+spec:
+  nodeName: node-1
+  containers: [{name: main, image: busybox}]
+"#;
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn ok(output: Output, what: &str) -> String {
+    assert!(output.status.success(), "{what} failed: {}", text(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn manifest(cluster: &UpCluster, name: &str, body: &str) -> String {
+    let path = cluster.dir.join(name);
+    std::fs::write(&path, body).expect("write manifest");
+    path.to_string_lossy().into_owned()
+}
+
+/// The whole store as etcdctl sees it: the revision, and every key with its value and
+/// revisions.
+fn store_state(cluster: &UpCluster) -> (i64, Vec<Value>) {
+    let out = ok(cluster.etcdctl(&["get", "", "--from-key", "-w", "json"]), "etcdctl get --from-key");
+    let state: Value = serde_json::from_str(&out).expect("etcdctl prints JSON");
+    let revision = state["header"]["revision"].as_i64().expect("a header revision");
+    let kvs = state["kvs"].as_array().cloned().unwrap_or_default();
+    (revision, kvs)
+}
+
+/// Runs a dry-run kubectl command; it must succeed, print `expected`, and leave the store as
+/// it was.
+fn dry(cluster: &UpCluster, args: &[&str], expected: &str) {
+    let before = store_state(cluster);
+    let printed = ok(cluster.kubectl(args), &args.join(" "));
+    assert!(printed.contains(expected), "`kubectl {}` printed {printed:?}, not {expected:?}", args.join(" "));
+    let after = store_state(cluster);
+    assert_eq!(before.0, after.0, "`kubectl {}` moved the store's revision", args.join(" "));
+    assert!(before.1 == after.1, "`kubectl {}` changed the store's contents", args.join(" "));
+}
+
+fn get(cluster: &UpCluster, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&ok(cluster.kubectl(&all), &args.join(" "))).expect("kubectl -o json prints JSON")
+}
+
+fn run(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = UpCluster::start(dir.path(), backend);
+    let web = manifest(&cluster, "web.yaml", DEPLOYMENT);
+    ok(cluster.kubectl(&["apply", "-f", &web]), "apply web");
+    ok(cluster.kubectl(&["create", "-f", &manifest(&cluster, "node.yaml", NODE)]), "create node");
+    ok(cluster.kubectl(&["create", "-f", &manifest(&cluster, "pod.yaml", POD)]), "create pod");
+    ok(cluster.kubectl(&["create", "namespace", "team"]), "create namespace");
+    ok(cluster.kubectl(&["create", "configmap", "settings", "--from-literal=mode=fast"]), "create configmap");
+    let changed = manifest(&cluster, "web-changed.yaml", &DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"));
+    let new_map = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\ndata: {a: b}\n";
+    let new_map = manifest(&cluster, "fresh.yaml", new_map);
+
+    let server = "--dry-run=server";
+    dry(&cluster, &["delete", "deployment", "web", server], "deployment.apps \"web\" deleted (server dry run)");
+    dry(&cluster, &["delete", "pod", "box", server], "pod \"box\" deleted (server dry run)");
+    dry(&cluster, &["delete", "namespace", "team", server], "namespace \"team\" deleted (server dry run)");
+    dry(&cluster, &["apply", "-f", &changed, server], "deployment.apps/web configured (server dry run)");
+    dry(
+        &cluster,
+        &["apply", "--server-side", "--force-conflicts", "-f", &changed, server],
+        "deployment.apps/web serverside-applied (server dry run)",
+    );
+    dry(&cluster, &["create", "-f", &new_map, server], "configmap/fresh created (server dry run)");
+    // kubectl 1.33's patch sets its printer's operation after the dry-run suffix and so
+    // prints no "(server dry run)", whatever the server.
+    dry(
+        &cluster,
+        &["patch", "deployment", "web", "-p", r#"{"spec":{"replicas":4}}"#, server],
+        "deployment.apps/web patched",
+    );
+    dry(
+        &cluster,
+        &["patch", "configmap", "settings", "--type", "json", "-p", r#"[{"op":"remove","path":"/data"}]"#, server],
+        "configmap/settings patched",
+    );
+    dry(&cluster, &["replace", "-f", &changed, server], "deployment.apps/web replaced (server dry run)");
+    dry(
+        &cluster,
+        &["scale", "deployment", "web", "--replicas=5", server],
+        "deployment.apps/web scaled (server dry run)",
+    );
+    dry(
+        &cluster,
+        &["label", "deployment", "web", "tier=front", server],
+        "deployment.apps/web labeled (server dry run)",
+    );
+    dry(&cluster, &["annotate", "pod", "box", "note=x", server], "pod/box annotated (server dry run)");
+
+    // A dry-run answer is the object as it would be, with the server's defaults and checks.
+    let created = get(&cluster, &["create", "-f", &new_map, server]);
+    assert!(created["metadata"]["uid"].is_string(), "a dry-run create shows the server's fields: {created}");
+    let patched = get(&cluster, &["patch", "deployment", "web", "-p", r#"{"spec":{"replicas":7}}"#, server]);
+    assert_eq!(patched["spec"]["replicas"], 7, "the answer is the patched object: {patched}");
+    assert_eq!(patched["metadata"]["generation"], 2, "as it would be stored: {patched}");
+    let invalid = cluster.kubectl(&["patch", "deployment", "web", "-p", r#"{"spec":{"replicas":-1}}"#, server]);
+    assert!(
+        text(&invalid).contains("spec.replicas: Invalid value: -1"),
+        "a dry run still validates: {}",
+        text(&invalid)
+    );
+
+    // A dry-run Service shows the cluster IP it would get and claims none.
+    let before = store_state(&cluster);
+    let service = get(&cluster, &["create", "service", "clusterip", "dry", "--tcp=80", server]);
+    let ip = service["spec"]["clusterIP"].as_str().expect("a dry-run service shows a cluster IP");
+    assert!(ip.starts_with("10."), "{service}");
+    assert_eq!(store_state(&cluster), before, "a dry-run service claimed something");
+    let missing = cluster.kubectl(&["get", "service", "dry"]);
+    assert!(text(&missing).contains("NotFound"), "{}", text(&missing));
+
+    // diff compares against a dry-run apply and changes nothing.
+    let before = store_state(&cluster);
+    let diff = cluster.kubectl(&["diff", "-f", &changed]);
+    assert_eq!(diff.status.code(), Some(1), "kubectl diff exits 1 when objects differ: {}", text(&diff));
+    let shown = text(&diff);
+    let changed_line = |sign: char, text: &str| shown.lines().any(|l| l.starts_with(sign) && l.contains(text));
+    assert!(changed_line('-', "image: nginx:1.25") && changed_line('+', "image: nginx:1.26"), "{shown}");
+    assert!(changed_line('-', "generation: 1") && changed_line('+', "generation: 2"), "{shown}");
+    assert_eq!(store_state(&cluster), before, "kubectl diff changed the store");
+
+    // The live objects are untouched, and nothing lingers marked for deletion.
+    let live = get(&cluster, &["get", "deployment", "web"]);
+    assert_eq!(live["spec"]["replicas"], 1);
+    assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.25");
+    assert!(get(&cluster, &["get", "pod", "box"])["metadata"].get("deletionTimestamp").is_none());
+    assert_eq!(get(&cluster, &["get", "namespace", "team"])["status"]["phase"], "Active");
+
+    // An unknown dryRun value is refused before anything happens.
+    let raw = "/api/v1/namespaces/default/configmaps?dryRun=Maybe";
+    let refused = cluster.kubectl(&["create", "--raw", raw, "-f", &new_map]);
+    assert!(!refused.status.success(), "dryRun=Maybe must be refused: {}", text(&refused));
+    assert!(get(&cluster, &["get", "configmaps"])["items"].as_array().is_some_and(|items| items.len() == 1));
+
+    // The same commands without --dry-run do change the store (the comparison can fail).
+    let before = store_state(&cluster);
+    ok(cluster.kubectl(&["apply", "-f", &changed]), "real apply");
+    let after = store_state(&cluster);
+    assert!(after.0 > before.0 && after.1 != before.1, "a real apply moves the revision and the contents");
+}
+
+#[test]
+fn server_dry_runs_write_nothing_on_embedded_stores() {
+    run(Backend::Embedded);
+}
+
+#[test]
+fn server_dry_runs_write_nothing_on_etcd() {
+    run(Backend::Etcd);
+}
