@@ -312,6 +312,17 @@ fn bad_input(cluster: &UpCluster) {
     let path = write_manifest(cluster, "stale.json", &stale.to_string());
     let error = fails(cluster.kubectl(&["replace", "-f", &path]), "stale replace");
     assert!(error.contains("Conflict") && error.contains("the object has been modified"), "{error}");
+    // Query parameters as kube-apiserver decodes them.
+    let bad_limit = fails(cluster.kubectl(&["get", "--raw", "/api/v1/configmaps?limit=abc"]), "limit=abc");
+    assert!(bad_limit.contains("strconv.ParseInt: parsing \"abc\": invalid syntax"), "{bad_limit}");
+    let raw = "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact";
+    let bad_match = fails(cluster.kubectl(&["get", "--raw", raw]), "match without rv");
+    assert!(bad_match.contains("resourceVersionMatch is forbidden unless resourceVersion is provided"), "{bad_match}");
+    // `watch=True` (the Python client's spelling) is a watch: events, not a list.
+    let raw = "/api/v1/namespaces/default/configmaps?watch=True&timeoutSeconds=1";
+    let events = ok(cluster.kubectl(&["get", "--raw", raw]), "watch=True");
+    assert!(events.lines().all(|line| line.starts_with("{\"type\":\"ADDED\"")), "{events}");
+    assert!(!events.is_empty() && !events.contains("ConfigMapList"), "{events}");
     let huge = "x".repeat(4 * 1024 * 1024);
     let path = configmap(cluster, "huge", &[("data", &huge)]);
     let error = fails(cluster.kubectl(&["create", "-f", &path]), "huge");
