@@ -272,7 +272,7 @@ impl Builder {
             let gvks: Vec<Gvk> = group_versions.iter().map(|&(group, version)| Gvk { group, version, kind }).collect();
             set_gvk(&mut definitions, &name, &gvks);
         }
-        kubernetes_scalar_shapes(&mut definitions);
+        kubernetes_scalar_shapes(&mut definitions, self.dialect);
         let roots: Vec<(Gvk, &str)> = self.kinds.iter().map(|(typed, kind, _)| (typed.gvk, kind.as_str())).collect();
         extensions::annotate(&mut definitions, self.dialect, &roots);
         definitions
@@ -337,14 +337,33 @@ fn set_gvk(definitions: &mut Map<String, Value>, name: &str, gvks: &[Gvk]) {
     }
 }
 
-/// k8s-openapi describes IntOrString only by `x-kubernetes-int-or-string` (the form a CRD
-/// schema needs); Kubernetes' own documents also give it `type: string, format: int-or-string`,
-/// which is what OpenAPI tooling and kube-openapi's v2 models read.
-fn kubernetes_scalar_shapes(definitions: &mut Map<String, Value>) {
-    let name = k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::schema_name();
-    if let Some(Value::Object(schema)) = definitions.get_mut(name.as_ref()) {
-        schema.insert("type".to_string(), json!("string"));
-        schema.insert("format".to_string(), json!("int-or-string"));
+/// k8s-openapi describes IntOrString and Quantity only by `x-kubernetes-int-or-string` (the form
+/// a CRD schema needs). Kubernetes gives them the types kube-openapi derives from their Go
+/// methods: in v3 a `oneOf` of the two JSON types each accepts, in v2 (which has no `oneOf`)
+/// `type: string`; IntOrString also has `format: int-or-string`. Tooling reads these, and
+/// `kubectl explain` names a field of a type without a single `type` by its definition
+/// (`targetPort <IntOrString>`).
+fn kubernetes_scalar_shapes(definitions: &mut Map<String, Value>, dialect: Dialect) {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let shapes = [
+        (IntOrString::schema_name(), ["integer", "string"], Some("int-or-string")),
+        (Quantity::schema_name(), ["string", "number"], None),
+    ];
+    for (name, one_of, format) in shapes {
+        let Some(Value::Object(schema)) = definitions.get_mut(name.as_ref()) else { continue };
+        match dialect {
+            Dialect::V3 => {
+                let types: Vec<Value> = one_of.iter().map(|ty| json!({ "type": ty })).collect();
+                schema.insert("oneOf".to_string(), Value::Array(types));
+            }
+            Dialect::V2 => {
+                schema.insert("type".to_string(), json!("string"));
+            }
+        }
+        if let Some(format) = format {
+            schema.insert("format".to_string(), json!(format));
+        }
     }
 }
 
@@ -390,7 +409,12 @@ mod tests {
         assert_eq!(definitions["io.k8s.api.autoscaling.v1.Scale"]["x-kubernetes-group-version-kind"][0]["group"], "autoscaling");
         let delete_options = &definitions["io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"];
         assert_eq!(delete_options["x-kubernetes-group-version-kind"].as_array().map(Vec::len), Some(2));
-        assert_eq!(definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"], "int-or-string");
+        let int_or_string = &definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
+        assert_eq!(int_or_string["format"], "int-or-string");
+        assert_eq!(int_or_string["oneOf"], json!([{ "type": "integer" }, { "type": "string" }]));
+        assert!(int_or_string.get("type").is_none(), "{int_or_string}");
+        let quantity = &definitions["io.k8s.apimachinery.pkg.api.resource.Quantity"];
+        assert_eq!(quantity["oneOf"], json!([{ "type": "string" }, { "type": "number" }]));
         assert!(definitions[&names.kind].get("required").is_none(), "a Deployment's metadata is optional");
     }
 
@@ -414,5 +438,8 @@ mod tests {
         assert_eq!(spec["$ref"], "#/definitions/io.k8s.api.core.v1.PodSpec");
         assert!(spec["description"].is_string() && spec.get("allOf").is_none(), "{spec}");
         assert_eq!(names.binding.as_deref(), Some("io.k8s.api.core.v1.Binding"));
+        assert_eq!(definitions["io.k8s.apimachinery.pkg.api.resource.Quantity"]["type"], "string");
+        let int_or_string = &definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
+        assert_eq!((&int_or_string["type"], &int_or_string["format"]), (&json!("string"), &json!("int-or-string")));
     }
 }
