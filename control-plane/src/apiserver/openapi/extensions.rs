@@ -6,7 +6,9 @@
 //! (the patch metadata of [`crate::patch::schema`], the server-side apply list types). The walk
 //! here starts at each served kind's definition and visits every field below it, following
 //! references into other definitions, and asks each [`FieldExtensions`] source what belongs on
-//! the field. A table plugs in by implementing the trait and joining [`SOURCES`]: one line.
+//! each field and on each definition it reaches (`x-kubernetes-map-type` sits on struct types,
+//! the list extensions on fields). A table plugs in by implementing the trait and joining
+//! [`SOURCES`]: one line.
 //!
 //! Definitions are shared (PodSpec sits under Pods, Deployments and ReplicaSets), so an extension
 //! lands on the definition's field and holds for every path that reaches it. A source that gives
@@ -24,7 +26,18 @@ use crate::patch::schema::{self as patch, FieldType, ListStrategy};
 /// levels down); it bounds the walk should a schema ever refer to itself.
 const MAX_DEPTH: usize = 24;
 
-/// Where a field sits, as a source sees it.
+/// What a site is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The field `path` ends with, declared by `definition`; its extensions go on the field's
+    /// schema.
+    Field,
+    /// `definition` itself, reached through the field `path` ends with (empty for the kind's own
+    /// definition); its extensions go on the definition.
+    Definition,
+}
+
+/// Where the walk is, as a source sees it.
 pub struct FieldSite<'a> {
     /// The kind the walk started from.
     pub group: &'a str,
@@ -32,31 +45,35 @@ pub struct FieldSite<'a> {
     /// The field names from the kind's root down to this field, this one last. List items add
     /// no name: a Pod's container ports are `["spec", "containers", "ports"]`.
     pub path: &'a [&'a str],
-    /// The definition that declares the field (`io.k8s.api.core.v1.PodSpec`).
+    /// The definition that declares the field, or that is the target
+    /// (`io.k8s.api.core.v1.PodSpec`).
     pub definition: &'a str,
+    pub target: Target,
 }
 
 /// A table of per-field facts that become vendor extensions.
 pub trait FieldExtensions: Sync {
-    /// Appends the extensions (name, value) the field at `site` carries.
+    /// Appends the extensions (name, value) the field or definition at `site` carries.
     fn extensions(&self, site: &FieldSite<'_>, out: &mut Vec<(&'static str, Value)>);
 }
 
 /// Every source of field extensions, asked in this order.
 static SOURCES: &[&dyn FieldExtensions] = &[&PatchMetadata];
 
-/// A field extension found twice with different values.
+/// An extension found twice with different values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conflict {
     pub definition: String,
-    pub field: String,
+    /// None for an extension of the definition itself.
+    pub field: Option<String>,
     pub extension: &'static str,
     pub kept: Value,
     pub ignored: Value,
 }
 
-/// What the walk decided for each (definition, field): the extensions to set.
-type Found = BTreeMap<(String, String), Vec<(&'static str, Value)>>;
+/// What the walk decided for each (definition, field or None for the definition): the
+/// extensions to set.
+type Found = BTreeMap<(String, Option<String>), Vec<(&'static str, Value)>>;
 
 /// Adds every source's extensions to the fields of `definitions`, starting from the kinds in
 /// `roots` (each with its definition name).
@@ -79,7 +96,10 @@ fn annotate_with(
         walk.visit(root, &mut Vec::new());
     }
     for ((definition, field), extensions) in found {
-        let target = definitions.get_mut(&definition).and_then(|d| d.pointer_mut(&format!("/properties/{field}")));
+        let target = definitions.get_mut(&definition).and_then(|d| match &field {
+            Some(field) => d.get_mut("properties").and_then(|properties| properties.get_mut(field)),
+            None => Some(d),
+        });
         if let Some(Value::Object(schema)) = target {
             for (name, value) in extensions {
                 schema.insert(name.to_string(), value);
@@ -104,13 +124,14 @@ impl<'w> Walk<'w> {
             return;
         }
         let definitions: &'w Map<String, Value> = self.definitions;
+        self.record(definition, None, path);
         let Some(properties) = definitions.get(definition).and_then(|d| d.get("properties")).and_then(Value::as_object)
         else {
             return;
         };
         for (field, schema) in properties {
             path.push(field.as_str());
-            self.record(definition, field, path);
+            self.record(definition, Some(field), path);
             if let Some(next) = referenced(schema, self.dialect) {
                 self.visit(next, path);
             }
@@ -118,8 +139,9 @@ impl<'w> Walk<'w> {
         }
     }
 
-    fn record(&mut self, definition: &str, field: &str, path: &[&str]) {
-        let site = FieldSite { group: self.gvk.group, kind: self.gvk.kind, path, definition };
+    fn record(&mut self, definition: &str, field: Option<&str>, path: &[&str]) {
+        let target = if field.is_some() { Target::Field } else { Target::Definition };
+        let site = FieldSite { group: self.gvk.group, kind: self.gvk.kind, path, definition, target };
         let mut extensions = Vec::new();
         for source in self.sources {
             source.extensions(&site, &mut extensions);
@@ -127,12 +149,12 @@ impl<'w> Walk<'w> {
         if extensions.is_empty() {
             return;
         }
-        let entry = self.found.entry((definition.to_string(), field.to_string())).or_default();
+        let entry = self.found.entry((definition.to_string(), field.map(str::to_string))).or_default();
         for (name, value) in extensions {
             match entry.iter().find(|(known, _)| *known == name) {
                 Some((_, kept)) if *kept != value => self.conflicts.push(Conflict {
                     definition: definition.to_string(),
-                    field: field.to_string(),
+                    field: field.map(str::to_string),
                     extension: name,
                     kept: kept.clone(),
                     ignored: value,
@@ -162,6 +184,9 @@ pub struct PatchMetadata;
 
 impl FieldExtensions for PatchMetadata {
     fn extensions(&self, site: &FieldSite<'_>, out: &mut Vec<(&'static str, Value)>) {
+        if site.target != Target::Field {
+            return;
+        }
         let Some(field) = patch_field(site.group, site.kind, site.path) else { return };
         let (merge, merge_key) = match field.ty {
             FieldType::List { strategy: ListStrategy::Keyed { merge_key }, .. } => (true, Some(merge_key)),
@@ -272,11 +297,17 @@ mod tests {
         struct ListTypes;
         impl FieldExtensions for ListTypes {
             fn extensions(&self, site: &FieldSite<'_>, out: &mut Vec<(&'static str, Value)>) {
-                if site.path.last() == Some(&"containers") {
-                    out.push(("x-kubernetes-list-type", json!("map")));
-                }
-                if site.path == ["metadata", "finalizers"] {
-                    out.push(("x-kubernetes-list-type", json!(site.kind)));
+                match site.target {
+                    Target::Field if site.path.last() == Some(&"containers") => {
+                        out.push(("x-kubernetes-list-type", json!("map")));
+                    }
+                    Target::Field if site.path == ["metadata", "finalizers"] => {
+                        out.push(("x-kubernetes-list-type", json!(site.kind)));
+                    }
+                    Target::Definition if site.definition == "io.k8s.api.core.v1.LocalObjectReference" => {
+                        out.push(("x-kubernetes-map-type", json!("atomic")));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -292,6 +323,9 @@ mod tests {
         let containers = field(&definitions, "io.k8s.api.core.v1.PodSpec", "containers");
         assert_eq!(containers["x-kubernetes-list-type"], "map");
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        let reference = &definitions["io.k8s.api.core.v1.LocalObjectReference"];
+        assert_eq!(reference["x-kubernetes-map-type"], "atomic");
+        assert!(reference["properties"]["name"].get("x-kubernetes-map-type").is_none());
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         assert_eq!(conflicts[0].kept, "Pod");
         assert_eq!(conflicts[0].ignored, "ConfigMap");

@@ -8,10 +8,13 @@
 //!   with an `Expires` date). A `hash` that is not the current one is redirected (301) to the
 //!   current URL, so a client holding an old index never caches the wrong bytes under it.
 //! - `/openapi/v2` is JSON, or gnostic protobuf when the Accept header prefers it. client-go's
-//!   `OpenAPISchema()` (kubectl's `--output plaintext-openapiv2`, older kubectl's `explain` and
-//!   client-side validation) asks only for protobuf and feeds the body to `proto.Unmarshal`
-//!   without looking at the content type: answering JSON there would make it fail on garbage,
-//!   so a protobuf-only Accept gets protobuf, and an Accept naming neither gets 406.
+//!   `OpenAPISchema()` (kubectl's `explain --output plaintext-openapiv2`, the v2 fallback of
+//!   client-side apply, older kubectls' `explain` and validation, tools built on client-go) asks
+//!   only for protobuf and hands the body to `proto.Unmarshal` whatever it is labelled: JSON
+//!   would fail there as malformed protobuf, and a 406 fails the call (apply then falls back to
+//!   its compiled-in types, explain gives up). So a protobuf Accept gets protobuf, labelled with
+//!   a media type client-go can parse; an Accept naming neither encoding gets 406, as from
+//!   kube-apiserver.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
