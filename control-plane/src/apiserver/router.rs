@@ -32,17 +32,15 @@ pub async fn serve(api: Arc<Api>, identity: Option<ClientIdentity>, request: Req
         "/api" => json(discovery::api_versions(&api.server_address)),
         "/apis" if discovery::wants_aggregated(&accept) => typed(discovery::aggregated_groups(), discovery::AGGREGATED),
         "/apis" => json(discovery::api_group_list()),
-        "/openapi/v3" => json(openapi::index()),
+        "/openapi/v3" => openapi::serve_v3_index(request.headers()).await,
+        "/openapi/v2" => openapi::serve_v2(request.headers()).await,
         _ => route_deeper(api, identity, request, &path).await,
     }
 }
 
 async fn route_deeper(api: Arc<Api>, identity: Option<ClientIdentity>, request: Request<Body>, path: &str) -> Response {
     if let Some(rest) = path.strip_prefix("/openapi/v3/") {
-        return match openapi::document_for_path(rest) {
-            Some(document) => json(document),
-            None => ApiError::path_not_found().into_response(),
-        };
+        return openapi::serve_v3(rest, request.uri().query(), request.headers()).await;
     }
     if let Some(check) =
         path.strip_prefix("/healthz/").or(path.strip_prefix("/readyz/")).or(path.strip_prefix("/livez/"))
