@@ -93,12 +93,21 @@ fn conflicts_force_and_removal(cluster: &UpCluster) {
     let first = get(cluster, "configmap", "shared");
     assert_eq!(
         entries(&first, "v1"),
-        vec![entry("alice", "Apply", "", json!({"f:metadata": {"f:labels": {"f:test-label": {}}}, "f:data": {"f:key": {}}}))]
+        vec![entry(
+            "alice",
+            "Apply",
+            "",
+            json!({"f:metadata": {"f:labels": {"f:test-label": {}}}, "f:data": {"f:key": {}}})
+        )]
     );
     assert!(first["metadata"]["managedFields"][0]["time"].is_string());
 
     ok(cluster.kubectl(&["apply", "--server-side", "--field-manager=alice", "-f", &alice]), "alice again");
-    assert_eq!(resource_version(&get(cluster, "configmap", "shared")), resource_version(&first), "a no-op apply writes nothing");
+    assert_eq!(
+        resource_version(&get(cluster, "configmap", "shared")),
+        resource_version(&first),
+        "a no-op apply writes nothing"
+    );
 
     let bob_config = configmap("shared", Value::Null, json!({"key": "bob's", "extra": "x"}));
     let bob = manifest(cluster, "bob.json", &bob_config);
@@ -109,7 +118,10 @@ fn conflicts_force_and_removal(cluster: &UpCluster) {
     assert_eq!(resource_version(&unchanged), resource_version(&first), "a conflict writes nothing");
     assert_eq!(unchanged["data"]["key"], "some value");
 
-    ok(cluster.kubectl(&["apply", "--server-side", "--field-manager=bob", "--force-conflicts", "-f", &bob]), "bob forced");
+    ok(
+        cluster.kubectl(&["apply", "--server-side", "--field-manager=bob", "--force-conflicts", "-f", &bob]),
+        "bob forced",
+    );
     let forced = get(cluster, "configmap", "shared");
     assert_eq!(forced["data"], json!({"key": "bob's", "extra": "x"}));
     assert_eq!(
@@ -124,7 +136,11 @@ fn conflicts_force_and_removal(cluster: &UpCluster) {
     let alice_more = configmap("shared", labels.clone(), json!({"a1": "1", "a2": "2"}));
     let alice_more = manifest(cluster, "alice-more.json", &alice_more);
     ok(cluster.kubectl(&["apply", "--server-side", "--field-manager=alice", "-f", &alice_more]), "alice adds");
-    let bob_shares = manifest(cluster, "bob-shares.json", &configmap("shared", Value::Null, json!({"key": "bob's", "extra": "x", "a2": "2"})));
+    let bob_shares = manifest(
+        cluster,
+        "bob-shares.json",
+        &configmap("shared", Value::Null, json!({"key": "bob's", "extra": "x", "a2": "2"})),
+    );
     ok(cluster.kubectl(&["apply", "--server-side", "--field-manager=bob", "-f", &bob_shares]), "bob shares a2");
     // alice stops applying both: a1 goes, a2 stays because bob owns it too.
     let alice_less = manifest(cluster, "alice-less.json", &configmap("shared", labels, Value::Null));
@@ -166,14 +182,22 @@ fn server_side_then_client_side_then_edits(cluster: &UpCluster) {
     let labels_owned = json!({"f:metadata": {"f:labels": {"f:test-label": {}}}});
     let key_owned = json!({"f:data": {"f:key": {}}});
     let documented = json!({"f:metadata": {"f:labels": {"f:test-label": {}}}, "f:data": {"f:key": {}}});
-    assert_eq!(entries(&get(cluster, "configmap", "test-cm"), "v1"), vec![entry("kubectl", "Apply", "", documented.clone())]);
+    assert_eq!(
+        entries(&get(cluster, "configmap", "test-cm"), "v1"),
+        vec![entry("kubectl", "Apply", "", documented.clone())]
+    );
 
     // Client-side apply of a new value: the updater takes data.key (the documented second
     // example), and owns the annotation it adds.
-    let client_side = manifest(cluster, "test-cm-v2.json", &configmap("test-cm", labels.clone(), json!({"key": "new value"})));
+    let client_side =
+        manifest(cluster, "test-cm-v2.json", &configmap("test-cm", labels.clone(), json!({"key": "new value"})));
     let out = cluster.kubectl(&["apply", "-f", &client_side]);
     assert!(out.status.success(), "client-side apply: {}", text(&out));
-    assert!(text(&out).contains("missing the kubectl.kubernetes.io/last-applied-configuration annotation"), "{}", text(&out));
+    assert!(
+        text(&out).contains("missing the kubectl.kubernetes.io/last-applied-configuration annotation"),
+        "{}",
+        text(&out)
+    );
     let after_client_side = get(cluster, "configmap", "test-cm");
     assert_eq!(after_client_side["data"]["key"], "new value");
     assert_eq!(
@@ -192,13 +216,17 @@ fn server_side_then_client_side_then_edits(cluster: &UpCluster) {
 
     // A PUT of the object without the annotation: kubectl-replace takes data.key, and the
     // client-side entry, owning nothing any more, disappears.
-    let replaced = manifest(cluster, "test-cm-v3.json", &configmap("test-cm", labels.clone(), json!({"key": "replaced"})));
+    let replaced =
+        manifest(cluster, "test-cm-v3.json", &configmap("test-cm", labels.clone(), json!({"key": "replaced"})));
     ok(cluster.kubectl(&["replace", "-f", &replaced]), "replace");
     let after_replace = get(cluster, "configmap", "test-cm");
     assert!(after_replace["metadata"].get("annotations").is_none(), "{after_replace}");
     assert_eq!(
         entries(&after_replace, "v1"),
-        vec![entry("kubectl", "Apply", "", labels_owned.clone()), entry("kubectl-replace", "Update", "", key_owned.clone())]
+        vec![
+            entry("kubectl", "Apply", "", labels_owned.clone()),
+            entry("kubectl-replace", "Update", "", key_owned.clone())
+        ]
     );
 
     ok(kubectl_edit(cluster, &["configmap", "test-cm"], "replaced", "edited"), "edit");
@@ -211,7 +239,10 @@ fn server_side_then_client_side_then_edits(cluster: &UpCluster) {
 
     // Applying the original again conflicts with the last updater, until forced.
     let error = fails(cluster.kubectl(&["apply", "--server-side", "-f", &path]), "apply over an edit");
-    assert!(error.contains("Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.key"), "{error}");
+    assert!(
+        error.contains("Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.key"),
+        "{error}"
+    );
     ok(cluster.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path]), "forced");
     let back = get(cluster, "configmap", "test-cm");
     assert_eq!(back["data"]["key"], "some value");
@@ -242,7 +273,12 @@ fn upgrading_from_client_side_apply(cluster: &UpCluster) {
     assert_eq!(
         entries(&upgraded, "v1"),
         vec![
-            entry("kubectl", "Apply", "", json!({"f:data": {"f:key": {}}, "f:metadata": {"f:labels": {"f:test-label": {}}}})),
+            entry(
+                "kubectl",
+                "Apply",
+                "",
+                json!({"f:data": {"f:key": {}}, "f:metadata": {"f:labels": {"f:test-label": {}}}})
+            ),
             entry(
                 "kubectl-last-applied",
                 "Apply",
@@ -252,7 +288,8 @@ fn upgrading_from_client_side_apply(cluster: &UpCluster) {
         ],
         "{upgraded}"
     );
-    let annotation = upgraded["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str().unwrap_or("");
+    let annotation =
+        upgraded["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str().unwrap_or("");
     let recorded: Value = serde_json::from_str(annotation).expect("the annotation holds JSON");
     assert_eq!(recorded["data"]["key"], "two", "the server keeps kubectl's annotation up to date: {annotation}");
 }
@@ -295,7 +332,14 @@ fn transferring_replicas(cluster: &UpCluster) {
     let replicas_only = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nginx-deployment"}, "spec": {"replicas": 3}});
     let handover = manifest(cluster, "nginx-replicas-only.json", &replicas_only);
     ok(
-        cluster.kubectl(&["apply", "--server-side", "--field-manager=handover-to-hpa", "--validate=false", "-f", &handover]),
+        cluster.kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=handover-to-hpa",
+            "--validate=false",
+            "-f",
+            &handover,
+        ]),
         "handover",
     );
     let without = manifest(cluster, "nginx-no-replicas.json", &nginx(None));
@@ -308,7 +352,10 @@ fn transferring_replicas(cluster: &UpCluster) {
     let scaled = get(cluster, "deployment", "nginx-deployment");
     assert_eq!(scaled["spec"]["replicas"], 5);
     let managers: Vec<String> = entries(&scaled, "apps/v1").into_iter().map(|e| e.0).collect();
-    assert!(!managers.contains(&"handover-to-hpa".to_string()), "the temporary manager owns nothing and is gone: {managers:?}");
+    assert!(
+        !managers.contains(&"handover-to-hpa".to_string()),
+        "the temporary manager owns nothing and is gone: {managers:?}"
+    );
     assert_eq!(owners_of_replicas(&scaled), vec![("kubectl".into(), "Update".into(), "scale".into())]);
 
     let error = fails(cluster.kubectl(&["apply", "--server-side", "-f", &full]), "user fights the scaler");
@@ -318,6 +365,30 @@ fn transferring_replicas(cluster: &UpCluster) {
     );
 }
 
+/// An apply to `/status` owns status fields through an entry for the subresource.
+fn status_apply(cluster: &UpCluster) {
+    let status = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nginx-deployment"},
+        "status": {"replicas": 5, "observedGeneration": 1}});
+    let path = manifest(cluster, "nginx-status.json", &status);
+    let args = ["apply", "--server-side", "--subresource=status", "--field-manager=status-writer", "-f", &path];
+    ok(cluster.kubectl(&args), "status apply");
+    let object = get(cluster, "deployment", "nginx-deployment");
+    assert_eq!(object["status"]["replicas"], 5, "{object}");
+    let writer: Vec<_> = entries(&object, "apps/v1").into_iter().filter(|e| e.0 == "status-writer").collect();
+    assert_eq!(
+        writer,
+        vec![entry(
+            "status-writer",
+            "Apply",
+            "status",
+            json!({"f:status": {"f:replicas": {}, "f:observedGeneration": {}}})
+        )]
+    );
+    let version = resource_version(&object);
+    ok(cluster.kubectl(&args), "status apply again");
+    assert_eq!(resource_version(&get(cluster, "deployment", "nginx-deployment")), version, "a no-op status apply");
+}
+
 fn run_suite(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = UpCluster::start(dir.path(), backend);
@@ -325,6 +396,7 @@ fn run_suite(backend: Backend) {
     server_side_then_client_side_then_edits(&cluster);
     upgrading_from_client_side_apply(&cluster);
     transferring_replicas(&cluster);
+    status_apply(&cluster);
 }
 
 #[test]

@@ -80,6 +80,12 @@ pub fn track_update(call: &Call, live: &Value, object: &mut Value) {
     store_entries(object, recorded, Some(live));
 }
 
+/// For an apply, the `managedFields` it computed (`Some(None)`: none remain); `None` for every
+/// other write. Taken before the update path resets parts of the object.
+pub fn applied_entries(call: &Call, object: &Value) -> Option<Option<Value>> {
+    call.content_type.starts_with("application/apply-patch").then(|| object.pointer("/metadata/managedFields").cloned())
+}
+
 fn store_entries(object: &mut Value, recorded: Result<Option<Value>, FieldManagerError>, live: Option<&Value>) {
     let entries = match recorded {
         Ok(entries) => entries,
@@ -88,6 +94,11 @@ fn store_entries(object: &mut Value, recorded: Result<Option<Value>, FieldManage
             live.and_then(|l| l.pointer("/metadata/managedFields")).cloned()
         }
     };
+    set_entries(object, entries);
+}
+
+/// Sets (or, with `None`, removes) `metadata.managedFields`.
+pub fn set_entries(object: &mut Value, entries: Option<Value>) {
     let metadata = object::metadata_mut(object);
     match entries {
         Some(entries) => metadata.insert("managedFields".into(), entries),
@@ -249,7 +260,10 @@ mod tests {
         let status = conflict_error(&conflicts).to_status();
         assert_eq!(status["code"], 409);
         assert_eq!(status["reason"], "Conflict");
-        assert_eq!(status["message"], "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas");
+        assert_eq!(
+            status["message"],
+            "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas"
+        );
         assert_eq!(
             status["details"]["causes"],
             json!([{"reason": "FieldManagerConflict", "message": "conflict with \"alice\" using apps/v1", "field": ".spec.replicas"}])
@@ -261,10 +275,17 @@ mod tests {
         let configmaps = crate::apiserver::resources::find("", "v1", "configmaps").expect("configmaps");
         let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         assert!(check_config(configmaps, &ok, "c").is_ok());
-        let with_entries = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "managedFields": []}});
-        assert_eq!(check_config(configmaps, &with_entries, "c").map_err(|e| e.message), Err("metadata.managedFields must be nil".into()));
+        let with_entries =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "managedFields": []}});
+        assert_eq!(
+            check_config(configmaps, &with_entries, "c").map_err(|e| e.message),
+            Err("metadata.managedFields must be nil".into())
+        );
         let wrong = json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
-        assert_eq!(check_config(configmaps, &wrong, "c").map_err(|e| e.message), Err("invalid object type: apps/v1, Kind=ConfigMap".into()));
+        assert_eq!(
+            check_config(configmaps, &wrong, "c").map_err(|e| e.message),
+            Err("invalid object type: apps/v1, Kind=ConfigMap".into())
+        );
         assert!(check_config(configmaps, &ok, "other").is_err());
     }
 
@@ -277,7 +298,10 @@ mod tests {
         let status = call("/api/v1/namespaces/default/pods/p/status", "", None);
         let ctx = context(&status, "v1", "now", &[&pod]);
         assert_eq!(ctx.subresource, "status");
-        assert_eq!(ctx.ignored.to_fields_v1(), json!({"f:apiVersion": {}, "f:kind": {}, "f:metadata": {}, "f:spec": {}}));
+        assert_eq!(
+            ctx.ignored.to_fields_v1(),
+            json!({"f:apiVersion": {}, "f:kind": {}, "f:metadata": {}, "f:spec": {}})
+        );
     }
 
     #[test]

@@ -147,7 +147,7 @@ fn apply_once(
         conflicts.extend(taken.paths().into_iter().map(|path| Conflict { manager: other.clone(), path }));
     }
     if !force && !conflicts.is_empty() {
-        conflicts.sort_by(|a, b| a.manager.identifier().cmp(&b.manager.identifier()));
+        conflicts.sort_by_key(|conflict| conflict.manager.identifier());
         return Err(FieldManagerError::Conflicts(Conflicts(conflicts)));
     }
     for (other, entry) in managers.entries.iter_mut() {
@@ -231,7 +231,11 @@ mod tests {
             .into_iter()
             .flatten()
             .map(|e| {
-                (e["manager"].as_str().unwrap_or("").to_string(), e["operation"].as_str().unwrap_or("").to_string(), e["fieldsV1"].clone())
+                (
+                    e["manager"].as_str().unwrap_or("").to_string(),
+                    e["operation"].as_str().unwrap_or("").to_string(),
+                    e["fieldsV1"].clone(),
+                )
             })
             .collect()
     }
@@ -274,19 +278,27 @@ mod tests {
             entries(&forced),
             vec![
                 ("alice".into(), "Apply".into(), json!({"f:metadata": {"f:labels": {"f:test-label": {}}}})),
-                ("bob".into(), "Apply".into(), json!({"f:metadata": {"f:labels": {"f:test-label": {}}}, "f:data": {"f:key": {}}})),
+                (
+                    "bob".into(),
+                    "Apply".into(),
+                    json!({"f:metadata": {"f:labels": {"f:test-label": {}}}, "f:data": {"f:key": {}}})
+                ),
             ]
         );
     }
 
     #[test]
     fn the_same_value_is_shared_without_conflict_and_a_no_op_changes_nothing() {
-        let live = stored(apply(&ctx("", "ConfigMap", "v1", T1), None, &cm(json!({"key": "a"})), "alice", false).expect("alice"));
-        let shared = apply(&ctx("", "ConfigMap", "v1", T2), Some(&live), &cm(json!({"key": "a"})), "bob", false).expect("bob");
+        let live = stored(
+            apply(&ctx("", "ConfigMap", "v1", T1), None, &cm(json!({"key": "a"})), "alice", false).expect("alice"),
+        );
+        let shared =
+            apply(&ctx("", "ConfigMap", "v1", T2), Some(&live), &cm(json!({"key": "a"})), "bob", false).expect("bob");
         assert_eq!(entries(&shared).len(), 2);
         let bob = shared["metadata"]["managedFields"].as_array().into_iter().flatten().find(|e| e["manager"] == "bob");
         assert!(bob.is_some_and(|e| e.get("time").is_none()), "bob changed nothing, so no time: {shared}");
-        let again = apply(&ctx("", "ConfigMap", "v1", T3), Some(&shared), &cm(json!({"key": "a"})), "bob", false).expect("again");
+        let again = apply(&ctx("", "ConfigMap", "v1", T3), Some(&shared), &cm(json!({"key": "a"})), "bob", false)
+            .expect("again");
         assert_eq!(again, shared, "a repeated apply is a no-op");
         // Now neither may change the shared field alone.
         let error = apply(&ctx("", "ConfigMap", "v1", T3), Some(&shared), &cm(json!({"key": "z"})), "bob", false);
@@ -298,10 +310,18 @@ mod tests {
         let c1 = ctx("", "ConfigMap", "v1", T1);
         let live = stored(apply(&c1, None, &cm(json!({"a": "1", "b": "2"})), "alice", false).expect("alice"));
         // bob shares b.
-        let live = apply(&ctx("", "ConfigMap", "v1", T2), Some(&live), &json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "test-cm"}, "data": {"b": "2"}}), "bob", false).expect("bob");
+        let live = apply(
+            &ctx("", "ConfigMap", "v1", T2),
+            Some(&live),
+            &json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "test-cm"}, "data": {"b": "2"}}),
+            "bob",
+            false,
+        )
+        .expect("bob");
         // alice stops applying both.
-        let after = apply(&ctx("", "ConfigMap", "v1", T3), Some(&live), &cm(json!({})), "alice", false).expect("alice again");
+        let after =
+            apply(&ctx("", "ConfigMap", "v1", T3), Some(&live), &cm(json!({})), "alice", false).expect("alice again");
         assert_eq!(after["data"], json!({"b": "2"}), "a is removed, b is kept for bob");
         assert_eq!(after["metadata"]["labels"], json!({"test-label": "test"}));
     }
@@ -326,13 +346,18 @@ mod tests {
         // The user stops applying replicas: it stays, owned by handover-to-hpa.
         let live = apply(&c(T2), Some(&live), &config(None), "kubectl", false).expect("user without replicas");
         assert_eq!(live["spec"]["replicas"], 3);
-        let owners: Vec<String> = entries(&live).into_iter().filter(|(_, _, f)| f["f:spec"].get("f:replicas").is_some()).map(|e| e.0).collect();
+        let owners: Vec<String> = entries(&live)
+            .into_iter()
+            .filter(|(_, _, f)| f["f:spec"].get("f:replicas").is_some())
+            .map(|e| e.0)
+            .collect();
         assert_eq!(owners, vec!["handover-to-hpa"]);
         // The autoscaler writes replicas through /scale: the temporary manager disappears.
         let mut scaled = live.clone();
         scaled["spec"]["replicas"] = json!(7);
         let scale = Context { subresource: "scale", ..c(T3) };
-        let managed = super::super::update::update(&scale, Some(&live), &scaled, "hpa").expect("scale").expect("entries");
+        let managed =
+            super::super::update::update(&scale, Some(&live), &scaled, "hpa").expect("scale").expect("entries");
         let names: Vec<&str> = managed.as_array().into_iter().flatten().filter_map(|e| e["manager"].as_str()).collect();
         assert_eq!(names, vec!["kubectl", "hpa"]);
     }
@@ -340,13 +365,23 @@ mod tests {
     #[test]
     fn list_items_are_owned_by_key_and_removed_with_their_applier() {
         let c = ctx("apps", "Deployment", "apps/v1", T1);
-        let base = |containers: Value| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-            "spec": {"template": {"spec": {"containers": containers}}}});
-        let live = stored(apply(&c, None, &base(json!([{"name": "main", "image": "nginx"}])), "alice", false).expect("alice"));
-        let live = apply(&c, Some(&live), &base(json!([{"name": "sidecar", "image": "envoy"}])), "bob", false).expect("bob adds an item");
-        let names: Vec<&str> = live["spec"]["template"]["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+        let base = |containers: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"spec": {"containers": containers}}}})
+        };
+        let live =
+            stored(apply(&c, None, &base(json!([{"name": "main", "image": "nginx"}])), "alice", false).expect("alice"));
+        let live = apply(&c, Some(&live), &base(json!([{"name": "sidecar", "image": "envoy"}])), "bob", false)
+            .expect("bob adds an item");
+        let names: Vec<&str> = live["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
         assert_eq!(names, vec!["main", "sidecar"]);
-        let error = apply(&c, Some(&live), &base(json!([{"name": "main", "image": "nginx:2"}])), "bob", false).expect_err("conflict");
+        let error = apply(&c, Some(&live), &base(json!([{"name": "main", "image": "nginx:2"}])), "bob", false)
+            .expect_err("conflict");
         assert_eq!(
             error.to_string(),
             "Apply failed with 1 conflict: conflict with \"alice\": .spec.template.spec.containers[name=\"main\"].image"
@@ -361,9 +396,11 @@ mod tests {
         let live = stored(apply(&c, None, &cm(json!({"a": "1", "b": "1"})), "alice", false).expect("alice"));
         let mut changed = live.clone();
         changed["data"]["c"] = json!("1");
-        let managed = super::super::update::update(&c, Some(&live), &changed, "carol").expect("carol").expect("entries");
+        let managed =
+            super::super::update::update(&c, Some(&live), &changed, "carol").expect("carol").expect("entries");
         changed["metadata"]["managedFields"] = managed;
-        let error = apply(&c, Some(&changed), &cm(json!({"a": "2", "b": "2", "c": "2"})), "bob", false).expect_err("conflicts");
+        let error =
+            apply(&c, Some(&changed), &cm(json!({"a": "2", "b": "2", "c": "2"})), "bob", false).expect_err("conflicts");
         assert_eq!(
             error.to_string(),
             "Apply failed with 3 conflicts: conflicts with \"alice\":\n- .data.a\n- .data.b\nconflicts with \"carol\" using v1:\n- .data.c"
@@ -373,8 +410,12 @@ mod tests {
     #[test]
     fn an_object_without_entries_gets_a_before_first_apply_owner() {
         let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "test-cm", "uid": "u"}, "data": {"key": "old"}});
-        let error = apply(&ctx("", "ConfigMap", "v1", T1), Some(&live), &cm(json!({"key": "new"})), "alice", false).expect_err("conflict");
-        assert_eq!(error.to_string(), "Apply failed with 1 conflict: conflict with \"before-first-apply\" using v1: .data.key");
+        let error = apply(&ctx("", "ConfigMap", "v1", T1), Some(&live), &cm(json!({"key": "new"})), "alice", false)
+            .expect_err("conflict");
+        assert_eq!(
+            error.to_string(),
+            "Apply failed with 1 conflict: conflict with \"before-first-apply\" using v1: .data.key"
+        );
     }
 
     #[test]
@@ -386,7 +427,9 @@ mod tests {
         let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "test-cm"}, "data": {"a": "1", "b": "1"}});
         let mut created = applied.clone();
         created["metadata"]["annotations"] = json!({LAST_APPLIED: format!("{applied}\n")});
-        let managed = super::super::update::update(&c, None, &created, "kubectl-client-side-apply").expect("create").expect("entries");
+        let managed = super::super::update::update(&c, None, &created, "kubectl-client-side-apply")
+            .expect("create")
+            .expect("entries");
         let mut live = stored(created);
         live["metadata"]["managedFields"] = managed;
         let mut edited = live.clone();
@@ -394,12 +437,15 @@ mod tests {
         edited["metadata"]["managedFields"] =
             super::super::update::update(&c, Some(&live), &edited, "kubectl-edit").expect("edit").expect("entries");
         let server_side = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "test-cm"}, "data": {"a": "9", "b": "9"}});
-        let error = apply(&ctx("", "ConfigMap", "v1", T2), Some(&edited), &server_side, "kubectl", false).expect_err("b conflicts");
+        let error = apply(&ctx("", "ConfigMap", "v1", T2), Some(&edited), &server_side, "kubectl", false)
+            .expect_err("b conflicts");
         assert_eq!(error.to_string(), "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.b");
-        let other = apply(&ctx("", "ConfigMap", "v1", T2), Some(&edited), &server_side, "someone", false).expect_err("both");
+        let other =
+            apply(&ctx("", "ConfigMap", "v1", T2), Some(&edited), &server_side, "someone", false).expect_err("both");
         assert!(other.to_string().starts_with("Apply failed with 2 conflicts"), "{other}");
         let only_a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "test-cm"}, "data": {"a": "9", "b": "2"}});
-        let upgraded = apply(&ctx("", "ConfigMap", "v1", T2), Some(&edited), &only_a, "kubectl", false).expect("no conflict");
+        let upgraded =
+            apply(&ctx("", "ConfigMap", "v1", T2), Some(&edited), &only_a, "kubectl", false).expect("no conflict");
         assert_eq!(upgraded["data"], json!({"a": "9", "b": "2"}));
         let annotation = upgraded["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap_or("");
         assert_eq!(annotation, format!("{only_a}\n"), "kubectl's annotation follows the server-side apply");

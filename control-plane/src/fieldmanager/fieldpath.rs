@@ -233,7 +233,8 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
         (Value::Number(x), Value::Number(y)) => compare_numbers(x, y) == Ordering::Equal,
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(key, value)| y.get(key).is_some_and(|other| values_equal(value, other)))
+            x.len() == y.len()
+                && x.iter().all(|(key, value)| y.get(key).is_some_and(|other| values_equal(value, other)))
         }
         _ => a == b,
     }
@@ -519,9 +520,13 @@ mod tests {
 
     #[test]
     fn paths_print_as_kubernetes_prints_them() {
-        let path = vec![f("spec"), f("template"), f("spec"), f("containers"), key(&[("name", json!("main"))]), f("image")];
+        let path =
+            vec![f("spec"), f("template"), f("spec"), f("containers"), key(&[("name", json!("main"))]), f("image")];
         assert_eq!(path_string(&path), r#".spec.template.spec.containers[name="main"].image"#);
-        assert_eq!(path_string(&[f("metadata"), f("finalizers"), PathElement::Value(json!("x"))]), r#".metadata.finalizers[="x"]"#);
+        assert_eq!(
+            path_string(&[f("metadata"), f("finalizers"), PathElement::Value(json!("x"))]),
+            r#".metadata.finalizers[="x"]"#
+        );
         assert_eq!(path_string(&[f("a"), PathElement::Index(2)]), ".a[2]");
         assert_eq!(display_value(&json!("q\"\n")), r#""q\"\n""#);
     }
@@ -545,7 +550,11 @@ mod tests {
     fn set_operations_work_member_by_member() {
         let a = FieldSet::of(&[vec![f("spec")], vec![f("spec"), f("replicas")], vec![f("data"), f("x")]]);
         let b = FieldSet::of(&[vec![f("spec")], vec![f("data"), f("x")], vec![f("data"), f("y")]]);
-        assert_eq!(a.difference(&b), FieldSet::of(&[vec![f("spec"), f("replicas")]]), "parent - parent keeps the child");
+        assert_eq!(
+            a.difference(&b),
+            FieldSet::of(&[vec![f("spec"), f("replicas")]]),
+            "parent - parent keeps the child"
+        );
         assert_eq!(a.recursive_difference(&b), FieldSet::new(), "a removed member takes its children");
         assert_eq!(a.intersection(&b), FieldSet::of(&[vec![f("spec")], vec![f("data"), f("x")]]));
         let union = a.union(&b);
@@ -559,7 +568,8 @@ mod tests {
 
     #[test]
     fn paths_come_members_first_then_children_in_order() {
-        let set = FieldSet::of(&[vec![f("spec"), f("replicas")], vec![f("data")], vec![f("metadata"), f("labels"), f("a")]]);
+        let set =
+            FieldSet::of(&[vec![f("spec"), f("replicas")], vec![f("data")], vec![f("metadata"), f("labels"), f("a")]]);
         let printed: Vec<String> = set.paths().iter().map(|p| path_string(p)).collect();
         assert_eq!(printed, vec![".data", ".metadata.labels.a", ".spec.replicas"]);
     }

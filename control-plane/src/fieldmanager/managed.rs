@@ -226,10 +226,10 @@ impl Managers {
                     first_of_version.insert(entry.api_version.clone(), id);
                 }
                 Some(first) => {
-                    if !self.entries.contains_key(&bucket) {
-                        if let Some(first_entry) = self.entries.remove(first) {
-                            self.entries.insert(bucket.clone(), first_entry);
-                        }
+                    if !self.entries.contains_key(&bucket)
+                        && let Some(first_entry) = self.entries.remove(first)
+                    {
+                        self.entries.insert(bucket.clone(), first_entry);
                     }
                     self.entries.remove(&id);
                     if let Some(folded) = self.entries.get_mut(&bucket) {
@@ -328,7 +328,13 @@ mod tests {
     fn the_documented_configmap_entries_round_trip() {
         // The two-manager ConfigMap of Kubernetes' "Server-Side Apply" page.
         let documented = json!([
-            entry("kubectl", "Apply", "v1", "2019-03-30T15:00:00Z", json!({"f:metadata": {"f:labels": {"f:test-label": {}}}})),
+            entry(
+                "kubectl",
+                "Apply",
+                "v1",
+                "2019-03-30T15:00:00Z",
+                json!({"f:metadata": {"f:labels": {"f:test-label": {}}}})
+            ),
             entry("kube-controller-manager", "Update", "v1", "2019-03-30T16:00:00Z", json!({"f:data": {"f:key": {}}})),
         ]);
         let managers = Managers::decode(Some(&documented)).expect("decodes");
@@ -361,17 +367,29 @@ mod tests {
         assert_eq!(managers.entries.len(), 3, "the second Apply entry replaces the first");
         let scaler = ManagerId::update("hpa", "apps/v1", "scale");
         assert_eq!(scaler.describe(), "\"hpa\" with subresource \"scale\" using apps/v1");
-        assert_eq!(scaler.identifier(), r#"{"manager":"hpa","operation":"Update","apiVersion":"apps/v1","subresource":"scale"}"#);
+        assert_eq!(
+            scaler.identifier(),
+            r#"{"manager":"hpa","operation":"Update","apiVersion":"apps/v1","subresource":"scale"}"#
+        );
         assert_eq!(ManagerId::apply("alice", "").describe(), "\"alice\"");
     }
 
     #[test]
     fn invalid_entries_are_refused_with_kubernetes_texts() {
         let cases = [
-            (json!([{"manager": "m", "operation": "Patch", "apiVersion": "v1", "fieldsType": "FieldsV1"}]), "operation must be `Apply` or `Update`"),
+            (
+                json!([{"manager": "m", "operation": "Patch", "apiVersion": "v1", "fieldsType": "FieldsV1"}]),
+                "operation must be `Apply` or `Update`",
+            ),
             (json!([{"manager": "m", "operation": "Apply", "fieldsType": "FieldsV1"}]), "apiVersion must not be empty"),
-            (json!([{"manager": "m", "operation": "Apply", "apiVersion": "v1"}]), "missing fieldsType in managed fields entry 0"),
-            (json!([{"manager": "m", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV2"}]), "invalid fieldsType \"FieldsV2\" in managed fields entry 0"),
+            (
+                json!([{"manager": "m", "operation": "Apply", "apiVersion": "v1"}]),
+                "missing fieldsType in managed fields entry 0",
+            ),
+            (
+                json!([{"manager": "m", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV2"}]),
+                "invalid fieldsType \"FieldsV2\" in managed fields entry 0",
+            ),
         ];
         for (list, message) in cases {
             assert_eq!(Managers::decode(Some(&list)).expect_err(message).to_string(), message);
@@ -391,7 +409,15 @@ mod tests {
     #[test]
     fn old_update_entries_fold_into_ancient_changes() {
         let list: Vec<Value> = (0..12)
-            .map(|i| entry(&format!("m{i:02}"), "Update", "v1", &format!("2020-01-01T00:00:{i:02}Z"), json!({ format!("f:k{i}"): {} })))
+            .map(|i| {
+                entry(
+                    &format!("m{i:02}"),
+                    "Update",
+                    "v1",
+                    &format!("2020-01-01T00:00:{i:02}Z"),
+                    json!({ format!("f:k{i}"): {} }),
+                )
+            })
             .collect();
         let mut managers = Managers::decode(Some(&Value::Array(list))).expect("decodes");
         managers.cap_updates(MAX_UPDATE_ENTRIES);

@@ -26,7 +26,12 @@ pub fn merge(live: &Value, config: &Value, shape: Shape) -> Result<Value, TypedE
     Ok(merged.unwrap_or_else(|| Value::Object(Map::new())))
 }
 
-fn merge_at(lhs: Option<&Value>, rhs: Option<&Value>, shape: Shape, path: &mut Path) -> Result<Option<Value>, TypedError> {
+fn merge_at(
+    lhs: Option<&Value>,
+    rhs: Option<&Value>,
+    shape: Shape,
+    path: &mut Path,
+) -> Result<Option<Value>, TypedError> {
     check_depth(path)?;
     let node = joint_node(shape, lhs, rhs);
     if matches!(node, Node::Leaf) || (is_emptyish(lhs) && is_emptyish(rhs)) {
@@ -49,7 +54,8 @@ fn merge_fields(lhs: Option<&Value>, rhs: Option<&Value>, shape: Shape, path: &m
             continue;
         }
         path.push(PathElement::Field(name.clone()));
-        let merged = merge_at(left.and_then(|m| m.get(name)), right.and_then(|m| m.get(name)), shape.field(name), path)?;
+        let merged =
+            merge_at(left.and_then(|m| m.get(name)), right.and_then(|m| m.get(name)), shape.field(name), path)?;
         path.pop();
         match merged {
             Some(Value::Null) | None => {}
@@ -239,7 +245,12 @@ mod tests {
     fn names(object: &Value) -> Vec<String> {
         object["spec"]["template"]["spec"]["containers"]
             .as_array()
-            .map(|items| items.iter().map(|i| format!("{}={}", i["name"].as_str().unwrap_or(""), i["image"].as_str().unwrap_or(""))).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| format!("{}={}", i["name"].as_str().unwrap_or(""), i["image"].as_str().unwrap_or("")))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -248,7 +259,10 @@ mod tests {
         let live = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 1, "paused": false}});
         let config = json!({"metadata": {"labels": {"a": "9", "c": "3"}}, "spec": {"replicas": 4}});
         let merged = merge(&live, &config, deployment()).expect("merge");
-        assert_eq!(merged, json!({"metadata": {"labels": {"a": "9", "b": "2", "c": "3"}}, "spec": {"replicas": 4, "paused": false}}));
+        assert_eq!(
+            merged,
+            json!({"metadata": {"labels": {"a": "9", "b": "2", "c": "3"}}, "spec": {"replicas": 4, "paused": false}})
+        );
     }
 
     #[test]
@@ -266,7 +280,8 @@ mod tests {
         let live = containers(&[("a", "1"), ("b", "1"), ("c", "1")]);
         let merged = merge(&live, &containers(&[("c", "2"), ("d", "2")]), deployment()).expect("merge");
         assert_eq!(names(&merged), vec!["a=1", "b=1", "c=2", "d=2"]);
-        let swapped = merge(&containers(&[("a", "1"), ("b", "1")]), &containers(&[("b", "2"), ("a", "2")]), deployment());
+        let swapped =
+            merge(&containers(&[("a", "1"), ("b", "1")]), &containers(&[("b", "2"), ("a", "2")]), deployment());
         assert_eq!(names(&swapped.expect("merge")), vec!["b=2", "a=2"], "shared items follow the applied order");
         let error = merge(&live, &containers(&[("x", "1"), ("x", "2")]), deployment()).expect_err("duplicate");
         assert_eq!(error.to_string(), ".spec.template.spec.containers: duplicate entries for key [name=\"x\"]");
@@ -279,7 +294,10 @@ mod tests {
         let config = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 53, "name": "tcp"}]}]}}}});
         let merged = merge(&live, &config, deployment()).expect("merge");
         let ports = &merged["spec"]["template"]["spec"]["containers"][0]["ports"];
-        assert_eq!(ports, &json!([{"containerPort": 53, "protocol": "TCP", "name": "tcp"}, {"containerPort": 53, "protocol": "UDP", "name": "dns"}]));
+        assert_eq!(
+            ports,
+            &json!([{"containerPort": 53, "protocol": "TCP", "name": "tcp"}, {"containerPort": 53, "protocol": "UDP", "name": "dns"}])
+        );
     }
 
     #[test]
@@ -293,16 +311,23 @@ mod tests {
     #[test]
     fn removal_takes_members_with_their_children_and_drops_emptied_containers() {
         let value = json!({"metadata": {"labels": {"a": "1"}, "name": "x"}, "data": {"k": "v", "j": "w"}});
-        let set = FieldSet::from_fields_v1(&json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}})).expect("set");
-        assert_eq!(remove_items(&value, &set, Shape::root("", "ConfigMap")), json!({"metadata": {"name": "x"}, "data": {"j": "w"}}));
+        let set = FieldSet::from_fields_v1(&json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}}))
+            .expect("set");
+        assert_eq!(
+            remove_items(&value, &set, Shape::root("", "ConfigMap")),
+            json!({"metadata": {"name": "x"}, "data": {"j": "w"}})
+        );
     }
 
     #[test]
     fn pruning_removes_only_what_the_applier_dropped_and_nobody_owns() {
         let shape = Shape::root("", "ConfigMap");
-        let merged = json!({"metadata": {"name": "c"}, "data": {"mine": "1", "shared": "2", "unowned": "3", "kept": "4"}});
-        let last = FieldSet::from_fields_v1(&json!({"f:data": {"f:mine": {}, "f:shared": {}, "f:kept": {}}})).expect("last");
-        let now = FieldSet::from_fields_v1(&json!({"f:metadata": {"f:name": {}}, "f:data": {"f:kept": {}}})).expect("now");
+        let merged =
+            json!({"metadata": {"name": "c"}, "data": {"mine": "1", "shared": "2", "unowned": "3", "kept": "4"}});
+        let last =
+            FieldSet::from_fields_v1(&json!({"f:data": {"f:mine": {}, "f:shared": {}, "f:kept": {}}})).expect("last");
+        let now =
+            FieldSet::from_fields_v1(&json!({"f:metadata": {"f:name": {}}, "f:data": {"f:kept": {}}})).expect("now");
         let other = FieldSet::from_fields_v1(&json!({"f:data": {"f:shared": {}}})).expect("other");
         let pruned = prune(&merged, &now.union(&other), &last, shape).expect("prune");
         assert_eq!(pruned, json!({"metadata": {"name": "c"}, "data": {"shared": "2", "unowned": "3", "kept": "4"}}));

@@ -325,10 +325,8 @@ static POD_SPEC: StructType = StructType {
         list_map("volumes", BY_NAME, &VOLUME),
     ],
 };
-static AFFINITY: StructType = StructType {
-    name: "io.k8s.api.core.v1.Affinity",
-    fields: &[object("nodeAffinity", &NODE_AFFINITY)],
-};
+static AFFINITY: StructType =
+    StructType { name: "io.k8s.api.core.v1.Affinity", fields: &[object("nodeAffinity", &NODE_AFFINITY)] };
 static NODE_AFFINITY: StructType = StructType {
     name: "io.k8s.api.core.v1.NodeAffinity",
     fields: &[atomic_struct("requiredDuringSchedulingIgnoredDuringExecution", NODE_SELECTOR)],
@@ -434,11 +432,7 @@ static POD_RESOURCE_CLAIM_STATUS: StructType = leaf("io.k8s.api.core.v1.PodResou
 
 static SERVICE: StructType = StructType {
     name: "io.k8s.api.core.v1.Service",
-    fields: &[
-        embedded("metadata", &OBJECT_META),
-        embedded("spec", &SERVICE_SPEC),
-        embedded("status", &SERVICE_STATUS),
-    ],
+    fields: &[embedded("metadata", &OBJECT_META), embedded("spec", &SERVICE_SPEC), embedded("status", &SERVICE_STATUS)],
 };
 static SERVICE_SPEC: StructType = StructType {
     name: "io.k8s.api.core.v1.ServiceSpec",
@@ -685,7 +679,10 @@ mod tests {
         assert!(root("example.com", "Widget").is_none());
         assert!(root("", "Deployment").is_none(), "the group matters");
         let container = definition("io.k8s.api.core.v1.Container").expect("container");
-        assert_eq!(container.field("ports").map(|f| f.extensions().list_map_keys), Some(vec!["containerPort", "protocol"]));
+        assert_eq!(
+            container.field("ports").map(|f| f.extensions().list_map_keys),
+            Some(vec!["containerPort", "protocol"])
+        );
         for ty in DEFINITIONS {
             assert_eq!(definition(ty.name).map(|d| d.name), Some(ty.name));
         }

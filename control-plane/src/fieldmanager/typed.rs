@@ -188,9 +188,16 @@ pub(crate) struct Indexed<'a> {
     pub items: BTreeMap<PathElement, Vec<&'a Value>>,
 }
 
-pub(crate) fn index_items<'a>(kind: ListKind, list: &'a [Value], path: &[PathElement]) -> Result<Indexed<'a>, TypedError> {
-    let mut indexed =
-        Indexed { order: Vec::with_capacity(list.len()), positions: Vec::with_capacity(list.len()), items: BTreeMap::new() };
+pub(crate) fn index_items<'a>(
+    kind: ListKind,
+    list: &'a [Value],
+    path: &[PathElement],
+) -> Result<Indexed<'a>, TypedError> {
+    let mut indexed = Indexed {
+        order: Vec::with_capacity(list.len()),
+        positions: Vec::with_capacity(list.len()),
+        items: BTreeMap::new(),
+    };
     for (index, item) in list.iter().enumerate() {
         let element =
             item_element(kind, item).map_err(|reason| TypedError::Item { path: path_string(path), index, reason })?;
@@ -467,7 +474,8 @@ mod tests {
     #[test]
     fn comparisons_see_modified_added_and_removed_paths() {
         let before = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "data": {"k": "v"}});
-        let after = json!({"metadata": {"labels": {"a": "9"}}, "data": {"k": "v", "n": "new"}, "binaryData": {"x": "eA=="}});
+        let after =
+            json!({"metadata": {"labels": {"a": "9"}}, "data": {"k": "v", "n": "new"}, "binaryData": {"x": "eA=="}});
         let cmp = compare(&before, &after, Shape::root("", "ConfigMap")).expect("compare");
         assert_eq!(cmp.modified.to_fields_v1(), json!({"f:metadata": {"f:labels": {"f:a": {}}}}));
         assert_eq!(cmp.removed.to_fields_v1(), json!({"f:metadata": {"f:labels": {"f:b": {}}}}));
@@ -501,8 +509,14 @@ mod tests {
             "tolerations": [{"key": "y"}]}}}});
         let cmp = compare(&before, &after, deployment()).expect("compare");
         let spec = |set: &FieldSet| set.to_fields_v1()["f:spec"]["f:template"]["f:spec"].clone();
-        assert_eq!(spec(&cmp.modified), json!({"f:containers": {"k:{\"name\":\"b\"}": {"f:image": {}}}, "f:tolerations": {}}));
-        assert_eq!(spec(&cmp.removed), json!({"f:containers": {"k:{\"name\":\"a\"}": {".": {}, "f:image": {}, "f:name": {}}}}));
+        assert_eq!(
+            spec(&cmp.modified),
+            json!({"f:containers": {"k:{\"name\":\"b\"}": {"f:image": {}}}, "f:tolerations": {}})
+        );
+        assert_eq!(
+            spec(&cmp.removed),
+            json!({"f:containers": {"k:{\"name\":\"a\"}": {".": {}, "f:image": {}, "f:name": {}}}})
+        );
     }
 
     #[test]

@@ -23,11 +23,15 @@ use super::{Context, FieldManagerError, strip_set, without_managed_fields};
 
 /// The `managedFields` to store after `manager` wrote `new` over `live` (`None` for a create);
 /// `None` when no entry remains.
-pub fn update(ctx: &Context<'_>, live: Option<&Value>, new: &Value, manager: &str) -> Result<Option<Value>, FieldManagerError> {
+pub fn update(
+    ctx: &Context<'_>,
+    live: Option<&Value>,
+    new: &Value,
+    manager: &str,
+) -> Result<Option<Value>, FieldManagerError> {
     let mut managers = starting_entries(ctx, live, new);
-    let existing = live.is_some_and(|live| {
-        live.pointer("/metadata/uid").and_then(Value::as_str).is_some_and(|uid| !uid.is_empty())
-    });
+    let existing = live
+        .is_some_and(|live| live.pointer("/metadata/uid").and_then(Value::as_str).is_some_and(|uid| !uid.is_empty()));
     if managers.is_empty() && existing {
         return Ok(None);
     }
@@ -171,8 +175,11 @@ mod tests {
 
     #[test]
     fn sent_entries_are_honoured_and_resets_stop_tracking() {
-        let live = configmap(json!({"x": "1"}), json!([{"manager": "a", "operation": "Update", "apiVersion": "v1",
-            "time": T1, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:x": {}}}}]));
+        let live = configmap(
+            json!({"x": "1"}),
+            json!([{"manager": "a", "operation": "Update", "apiVersion": "v1",
+            "time": T1, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:x": {}}}}]),
+        );
         let migrated = json!([{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1", "time": T1,
             "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:x": {}}}}]);
         let mut new = live.clone();

@@ -165,6 +165,9 @@ pub async fn update_object(
             return Err(ApiError::conflict(resource.group, resource.plural, name));
         }
     }
+    // An apply computed its managedFields already (kept through a `/status` write); every other
+    // write is recorded as an Update below.
+    let applied_entries = apply::applied_entries(call, &object);
     if status_only {
         object::keep_all_but_status(&mut object, &current.object);
     } else if resource.has_status {
@@ -173,9 +176,9 @@ pub async fn update_object(
     object::prepare_for_update(&mut object, &current.object);
     hooks::before_update(resource, &mut object, &current.object);
     admit(resource, &mut object, Some(&current.object))?;
-    // An apply computed its managedFields already; every other write is an Update.
-    if !call.content_type.starts_with("application/apply-patch") {
-        apply::track_update(call, &current.object, &mut object);
+    match applied_entries {
+        Some(entries) => apply::set_entries(&mut object, entries),
+        None => apply::track_update(call, &current.object, &mut object),
     }
     if apply::unchanged(&object, &current.object) {
         return Ok(current.clone());
