@@ -4,6 +4,8 @@
 //! - [`kv`]: store access through one `Kv` trait (embedded replica or remote etcd).
 //! - [`apiserver`]: the API server (routing, handlers, storage, discovery, tables, watch).
 //! - [`patch`]: strategic merge patch and its per-type schema.
+//! - [`fieldmanager`]: `managedFields` and server-side apply (ownership, conflicts, merging by
+//!   the server-side apply type table); pure, used by `apiserver::apply`.
 //! - [`registry`]: defaulting, validation (field causes) and strict decoding per resource.
 //! - [`pki`]: the cluster CA and certificates, the kubeconfig.
 //! - [`master`]: `keel master`; [`up`]: `keel up` (three local masters).
@@ -16,6 +18,7 @@
 //! - Only requests with a client certificate the cluster CA signed reach resources.
 
 pub mod apiserver;
+pub mod fieldmanager;
 pub mod kv;
 pub mod master;
 pub mod patch;

@@ -104,11 +104,13 @@ fn admit(resource: &Resource, object: &mut Value, old: Option<&Value>) -> Result
 pub async fn create(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let resource = call.target.resource;
     let Decoded { mut object, warnings } = decode_body(resource, call, call.content_type.contains("yaml"))?;
-    let created = create_object(api, call, &mut object, call.query.field_manager.as_deref(), "Update").await?;
+    let manager = apply::update_manager(call);
+    let created = create_object(api, call, &mut object, Some(&manager), "Update").await?;
     Ok(respond(StatusCode::CREATED, &created.object, &warnings))
 }
 
-/// The create path shared with server-side apply.
+/// The create path shared with server-side apply. With a `manager` and the `Update` operation
+/// the creation is recorded in `managedFields`; an apply records its entry before calling.
 pub async fn create_object(
     api: &Api,
     call: &Call,
@@ -132,8 +134,8 @@ pub async fn create_object(
     hooks::before_create(resource, object);
     admit(resource, object, None)?;
     hooks::check_namespace_open(api, resource, namespace).await?;
-    if let Some(manager) = manager {
-        apply::record_manager(object, manager, operation, &resource.api_version(), None);
+    if let Some(manager) = manager.filter(|_| operation == "Update") {
+        apply::track_create(call, object, manager);
     }
     hooks::create(api, resource, namespace, &name, object, call.write_mode()).await
 }
@@ -163,6 +165,9 @@ pub async fn update_object(
             return Err(ApiError::conflict(resource.group, resource.plural, name));
         }
     }
+    // An apply computed its managedFields already (kept through a `/status` write); every other
+    // write is recorded as an Update below.
+    let applied_entries = apply::applied_entries(call, &object);
     if status_only {
         object::keep_all_but_status(&mut object, &current.object);
     } else if resource.has_status {
@@ -171,12 +176,12 @@ pub async fn update_object(
     object::prepare_for_update(&mut object, &current.object, resource.tracks_generation());
     hooks::before_update(resource, &mut object, &current.object);
     admit(resource, &mut object, Some(&current.object))?;
-    if object == current.object {
-        return Ok(current.clone());
+    match applied_entries {
+        Some(entries) => apply::set_entries(&mut object, entries),
+        None => apply::track_update(call, &current.object, &mut object),
     }
-    let applying = call.content_type.starts_with("application/apply-patch");
-    if let Some(manager) = call.query.field_manager.as_deref().filter(|_| !applying) {
-        apply::record_manager(&mut object, manager, "Update", &resource.api_version(), None);
+    if apply::unchanged(&object, &current.object) {
+        return Ok(current.clone());
     }
     let mode = call.write_mode();
     if hooks::finalized(&object) {
