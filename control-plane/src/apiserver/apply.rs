@@ -220,7 +220,7 @@ mod tests {
     use http::HeaderMap;
 
     use super::*;
-    use crate::apiserver::request::{self, Shape as ResponseShape};
+    use crate::apiserver::request::{self, OptionsKind, Shape as ResponseShape};
 
     fn call(path: &str, query: &str, user_agent: Option<&str>) -> Call {
         let mut headers = HeaderMap::new();
@@ -230,7 +230,8 @@ mod tests {
         Call {
             target: request::parse_path(path).expect("path"),
             verb: request::Verb::Update,
-            query: request::parse_query(Some(query)).expect("query"),
+            query: request::Query::decode(&request::Params::parse(Some(query)).expect("params"), OptionsKind::Update)
+                .expect("query"),
             shape: ResponseShape::Object,
             content_type: "application/json".into(),
             body: Bytes::new(),

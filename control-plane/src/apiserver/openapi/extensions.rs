@@ -1,6 +1,6 @@
 //! Per-field vendor extensions (`x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`,
-//! and later the server-side apply list types), added to the generated definitions from the
-//! project's own tables.
+//! and the server-side apply types `x-kubernetes-list-type`, `x-kubernetes-list-map-keys`,
+//! `x-kubernetes-map-type`), added to the generated definitions from the project's own tables.
 //!
 //! Kubernetes derives these extensions from Go struct tags; Keel keeps the same facts in tables
 //! (the patch metadata of [`crate::patch::schema`], the server-side apply list types). The walk
@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::schemas::{Dialect, Gvk};
+use crate::fieldmanager::schema as apply;
 use crate::patch::schema::{self as patch, FieldType, ListStrategy};
 
 /// The walk goes at most this deep below a kind (a Deployment's container ports are about 8
@@ -58,7 +59,7 @@ pub trait FieldExtensions: Sync {
 }
 
 /// Every source of field extensions, asked in this order.
-static SOURCES: &[&dyn FieldExtensions] = &[&PatchMetadata];
+static SOURCES: &[&dyn FieldExtensions] = &[&PatchMetadata, &ApplyTypes];
 
 /// An extension found twice with different values.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +93,14 @@ fn annotate_with(
     let mut found = Found::new();
     let mut conflicts = Vec::new();
     for (gvk, root) in roots {
-        let mut walk = Walk { definitions: &*definitions, dialect, gvk: *gvk, sources, found: &mut found, conflicts: &mut conflicts };
+        let mut walk = Walk {
+            definitions: &*definitions,
+            dialect,
+            gvk: *gvk,
+            sources,
+            found: &mut found,
+            conflicts: &mut conflicts,
+        };
         walk.visit(root, &mut Vec::new());
     }
     for ((definition, field), extensions) in found {
@@ -218,6 +226,50 @@ fn patch_field(group: &str, kind: &str, path: &[&str]) -> Option<&'static patch:
     ty.field(last)
 }
 
+/// The server-side apply types of [`crate::fieldmanager::schema`], as Kubernetes publishes its
+/// `+listType`, `+listMapKey` and `+mapType`/`+structType` markers: what clients such as
+/// kubectl and kube-rs read to know how a list or map merges under apply.
+pub struct ApplyTypes;
+
+impl FieldExtensions for ApplyTypes {
+    fn extensions(&self, site: &FieldSite<'_>, out: &mut Vec<(&'static str, Value)>) {
+        if site.target == Target::Definition {
+            if apply::atomic_definitions().contains(&site.definition) {
+                out.push(("x-kubernetes-map-type", json!("atomic")));
+            }
+            return;
+        }
+        let Some(field) = apply_field(site.group, site.kind, site.path) else { return };
+        let extensions = field.extensions();
+        if let Some(list_type) = extensions.list_type {
+            out.push(("x-kubernetes-list-type", json!(list_type)));
+        }
+        if !extensions.list_map_keys.is_empty() {
+            out.push(("x-kubernetes-list-map-keys", json!(extensions.list_map_keys)));
+        }
+        // An atomic struct carries the marker on its definition (above), an atomic map on the field.
+        if matches!(field.ty, apply::FieldType::AtomicMap) {
+            out.push(("x-kubernetes-map-type", json!("atomic")));
+        }
+    }
+}
+
+/// The apply table's entry for the field at `path` below a kind, through structs and list-map
+/// items.
+fn apply_field(group: &str, kind: &str, path: &[&str]) -> Option<&'static apply::Field> {
+    let (last, parents) = path.split_last()?;
+    let mut ty = apply::root(group, kind)?;
+    for name in parents {
+        ty = match ty.field(name)?.ty {
+            apply::FieldType::Struct(inner) | apply::FieldType::ListMap { item: apply::Item::Struct(inner), .. } => {
+                inner
+            }
+            _ => return None,
+        };
+    }
+    ty.field(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +331,28 @@ mod tests {
         assert!(tolerations.get("x-kubernetes-patch-strategy").is_none(), "{tolerations}");
         let image = field(&definitions, "io.k8s.api.core.v1.Container", "image");
         assert!(image.get("x-kubernetes-patch-strategy").is_none());
+    }
+
+    #[test]
+    fn apply_types_become_extensions_where_kubernetes_has_them() {
+        let all: Vec<_> = RESOURCES.iter().collect();
+        let (definitions, conflicts) = definitions_for(&all);
+        assert_eq!(conflicts, Vec::new(), "the apply table disagrees with itself on a shared definition");
+        let containers = field(&definitions, "io.k8s.api.core.v1.PodSpec", "containers");
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+        assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
+        let ports = field(&definitions, "io.k8s.api.core.v1.Container", "ports");
+        assert_eq!(ports["x-kubernetes-list-map-keys"], json!(["containerPort", "protocol"]));
+        let finalizers = field(&definitions, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers");
+        assert_eq!(finalizers["x-kubernetes-list-type"], "set");
+        let owners = field(&definitions, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences");
+        assert_eq!(owners["x-kubernetes-list-map-keys"], json!(["uid"]));
+        let node_selector = field(&definitions, "io.k8s.api.core.v1.PodSpec", "nodeSelector");
+        assert_eq!(node_selector["x-kubernetes-map-type"], "atomic");
+        let selector = &definitions["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"];
+        assert_eq!(selector["x-kubernetes-map-type"], "atomic", "an atomic struct says so on its definition");
+        let image = field(&definitions, "io.k8s.api.core.v1.Container", "image");
+        assert!(image.get("x-kubernetes-list-type").is_none());
     }
 
     #[test]

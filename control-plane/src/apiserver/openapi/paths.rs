@@ -219,8 +219,12 @@ impl Describer<'_> {
                 description: format!("create a {kind}"),
                 parameters: parameters::write(),
                 body: Some(body(&self.names.kind, ANY, true)),
-                replies: [reply("200", "OK", object()), reply("201", "Created", object()), reply("202", "Accepted", object())]
-                    .into(),
+                replies: [
+                    reply("200", "OK", object()),
+                    reply("201", "Created", object()),
+                    reply("202", "Accepted", object()),
+                ]
+                .into(),
                 ..self.operation("post", "create", "", "post")
             },
             Operation {
@@ -336,8 +340,12 @@ impl Describer<'_> {
             gvk: Some(Gvk { kind: "Binding", ..self.gvk() }),
             parameters: parameters::write(),
             body: Some(body(binding, ANY, true)),
-            replies: [reply("200", "OK", payload()), reply("201", "Created", payload()), reply("202", "Accepted", payload())]
-                .into(),
+            replies: [
+                reply("200", "OK", payload()),
+                reply("201", "Created", payload()),
+                reply("202", "Accepted", payload()),
+            ]
+            .into(),
             ..self.operation("post", "create", "Binding", "post")
         })
     }

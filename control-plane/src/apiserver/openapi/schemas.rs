@@ -266,9 +266,10 @@ impl Builder {
         let core = |kind| Gvk { group: "", version: "v1", kind };
         set_gvk(&mut definitions, &meta::Status::schema_name(), &[core("Status")]);
         set_gvk(&mut definitions, &meta::APIResourceList::schema_name(), &[core("APIResourceList")]);
-        for (name, kind) in
-            [(meta::DeleteOptions::schema_name(), "DeleteOptions"), (meta::WatchEvent::<Value>::schema_name(), "WatchEvent")]
-        {
+        for (name, kind) in [
+            (meta::DeleteOptions::schema_name(), "DeleteOptions"),
+            (meta::WatchEvent::<Value>::schema_name(), "WatchEvent"),
+        ] {
             let gvks: Vec<Gvk> = group_versions.iter().map(|&(group, version)| Gvk { group, version, kind }).collect();
             set_gvk(&mut definitions, &name, &gvks);
         }
@@ -291,7 +292,13 @@ fn list_name(kind_definition: &str, kind: &str, list_kind: &str) -> String {
 /// The schema of a kind's list (k8s-openapi has one generic `List<T>` without a schema):
 /// `apiVersion` and `kind` as the kind's own schema describes them, `metadata` a `ListMeta`,
 /// `items` the kind.
-fn list_schema(dialect: Dialect, definitions: &Map<String, Value>, kind: &str, list_meta: &str, typed: &Typed) -> Value {
+fn list_schema(
+    dialect: Dialect,
+    definitions: &Map<String, Value>,
+    kind: &str,
+    list_meta: &str,
+    typed: &Typed,
+) -> Value {
     let property = |name: &str| definitions.get(kind).and_then(|schema| schema.pointer(&format!("/properties/{name}")));
     let mut properties = Map::new();
     for name in ["apiVersion", "kind"] {
@@ -376,7 +383,11 @@ mod tests {
     fn every_catalog_kind_has_a_typed_definition() {
         for resource in RESOURCES {
             let typed = typed(resource.group, resource.version, resource.kind);
-            assert!(typed.is_some_and(|t| t.list_kind.is_some()), "{} has no k8s-openapi type", resource.qualified_kind());
+            assert!(
+                typed.is_some_and(|t| t.list_kind.is_some()),
+                "{} has no k8s-openapi type",
+                resource.qualified_kind()
+            );
         }
     }
 
@@ -406,7 +417,10 @@ mod tests {
         assert_eq!(list["x-kubernetes-group-version-kind"][0]["kind"], "DeploymentList");
         assert_eq!(list["properties"]["items"]["items"]["$ref"], "#/components/schemas/io.k8s.api.apps.v1.Deployment");
         assert_eq!(names.scale.as_deref(), Some("io.k8s.api.autoscaling.v1.Scale"));
-        assert_eq!(definitions["io.k8s.api.autoscaling.v1.Scale"]["x-kubernetes-group-version-kind"][0]["group"], "autoscaling");
+        assert_eq!(
+            definitions["io.k8s.api.autoscaling.v1.Scale"]["x-kubernetes-group-version-kind"][0]["group"],
+            "autoscaling"
+        );
         let delete_options = &definitions["io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"];
         assert_eq!(delete_options["x-kubernetes-group-version-kind"].as_array().map(Vec::len), Some(2));
         let int_or_string = &definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];

@@ -114,10 +114,8 @@ fn negotiate(headers: &HeaderMap, offered: &[(&str, Encoding)]) -> Option<Encodi
     for range in accept.split(',').take(64) {
         let mut parts = range.split(';');
         let media_type = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let quality = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+        let quality =
+            parts.filter_map(|p| p.trim().strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
         if quality <= 0.0 {
             continue;
         }

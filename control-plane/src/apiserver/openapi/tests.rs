@@ -40,7 +40,9 @@ fn assert_references_resolve(document: &Value, prefix: &str, definitions: &str) 
 fn kind_schema<'a>(schemas: &'a Value, resource: &Resource) -> Option<&'a Value> {
     schemas.as_object()?.values().find(|schema| {
         schema["x-kubernetes-group-version-kind"].as_array().is_some_and(|gvks| {
-            gvks.iter().any(|gvk| gvk["group"] == resource.group && gvk["version"] == resource.version && gvk["kind"] == resource.kind)
+            gvks.iter().any(|gvk| {
+                gvk["group"] == resource.group && gvk["version"] == resource.version && gvk["kind"] == resource.kind
+            })
         })
     })
 }
@@ -63,7 +65,8 @@ fn every_served_kind_has_a_schema_with_its_gvk_and_its_list() {
             assert!(schema["description"].as_str().is_some_and(|d| !d.is_empty()), "{}", resource.kind);
             assert!(schema["properties"]["metadata"].is_object(), "{}", resource.kind);
             let list = schemas.as_object().and_then(|all| {
-                all.values().find(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == format!("{}List", resource.kind))
+                all.values()
+                    .find(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == format!("{}List", resource.kind))
             });
             assert!(list.is_some_and(|l| l["properties"]["items"]["type"] == "array"), "{}List", resource.kind);
         }
@@ -101,9 +104,11 @@ fn every_resource_has_every_verb_and_subresource() {
             for subresource in resource.subresources() {
                 let path = format!("{object}/{subresource}");
                 match subresource {
-                    "status" | "scale" => {
-                        expected.extend([(path.clone(), "get", "get"), (path.clone(), "put", "put"), (path, "patch", "patch")])
-                    }
+                    "status" | "scale" => expected.extend([
+                        (path.clone(), "get", "get"),
+                        (path.clone(), "put", "put"),
+                        (path, "patch", "patch"),
+                    ]),
                     "binding" => expected.push((path, "post", "post")),
                     "log" => expected.push((path, "get", "get")),
                     "exec" => expected.extend([(path.clone(), "get", "connect"), (path, "post", "connect")]),
@@ -122,7 +127,10 @@ fn every_resource_has_every_verb_and_subresource() {
             let parameters = patch["parameters"].as_array().expect("parameters");
             assert!(parameters.iter().any(|p| p["name"] == "fieldValidation"), "{object}");
             let body = &patch["requestBody"]["content"];
-            assert!(body["application/strategic-merge-patch+json"].is_object() && body["application/apply-patch+yaml"].is_object());
+            assert!(
+                body["application/strategic-merge-patch+json"].is_object()
+                    && body["application/apply-patch+yaml"].is_object()
+            );
         }
         let root = &paths[&format!("{}/", paths::base_path(group, version))]["get"];
         assert!(root["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].is_string());
@@ -138,7 +146,9 @@ fn the_v2_document_has_every_group_and_encodes_as_protobuf() {
         let patch = &document["paths"][&object]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], resource.kind, "{object}");
         let body = patch["parameters"].as_array().and_then(|p| p.iter().find(|p| p["in"] == "body"));
-        assert!(body.is_some_and(|b| b["schema"]["$ref"] == "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"));
+        assert!(
+            body.is_some_and(|b| b["schema"]["$ref"] == "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch")
+        );
         assert!(kind_schema(&document["definitions"], resource).is_some(), "{}", resource.kind);
     }
     let strategy = &document["definitions"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];

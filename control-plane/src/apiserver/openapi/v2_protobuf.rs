@@ -382,7 +382,13 @@ fn put_string(out: &mut Vec<u8>, field: u32, value: &str) {
     }
 }
 
-fn put_strings(out: &mut Vec<u8>, field: u32, value: &Value, context: &'static str, key: &str) -> Result<(), EncodeError> {
+fn put_strings(
+    out: &mut Vec<u8>,
+    field: u32,
+    value: &Value,
+    context: &'static str,
+    key: &str,
+) -> Result<(), EncodeError> {
     for item in array(value, context, key)? {
         // Repeated strings keep their empty members: their position is data.
         put_bytes(out, field, string(item, context, key)?.as_bytes());
