@@ -95,7 +95,13 @@ impl Load {
     }
 }
 
-async fn write(prefix: String, first: usize, endpoints: Vec<String>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>) {
+async fn write(
+    prefix: String,
+    first: usize,
+    endpoints: Vec<String>,
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut current = first % endpoints.len();
     let mut connection: Option<etcd_client::Client> = None;
@@ -315,10 +321,9 @@ async fn sigint_stops_a_member_as_sigterm_does() {
 /// A kube-rs client for master `i`, authenticated with the harness's kubeconfig.
 async fn kube_client(masters: &Masters, i: usize) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(masters.kubeconfig()).expect("read kubeconfig");
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("client config");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("client config");
     config.cluster_url = masters.api_url(i).parse().expect("API URL");
     config.read_timeout = Some(PUT_TIMEOUT);
     kube::Client::try_from(config).expect("kube client")
@@ -326,7 +331,12 @@ async fn kube_client(masters: &Masters, i: usize) -> kube::Client {
 
 /// Writers creating ConfigMaps through the masters, one create in flight each, moving to the
 /// next master after an error or a timeout, until stopped; the names acknowledged.
-async fn create_configmaps(clients: Vec<kube::Client>, first: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>) {
+async fn create_configmaps(
+    clients: Vec<kube::Client>,
+    first: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+) {
     use k8s_openapi::api::core::v1::ConfigMap;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut current = first % clients.len();
@@ -389,8 +399,9 @@ async fn a_master_sent_sigterm_under_load_exits_0_within_5s_and_the_others_keep_
         clients.push(kube_client(&masters, i).await);
     }
     let (stop, acked): (Arc<AtomicBool>, Arc<Mutex<Vec<String>>>) = Default::default();
-    let writers: Vec<_> =
-        (0..LOAD_WRITERS).map(|w| tokio::spawn(create_configmaps(clients.clone(), w, stop.clone(), acked.clone()))).collect();
+    let writers: Vec<_> = (0..LOAD_WRITERS)
+        .map(|w| tokio::spawn(create_configmaps(clients.clone(), w, stop.clone(), acked.clone())))
+        .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!acked.lock().unwrap().is_empty(), "no ConfigMap created in the first 2 s");
 

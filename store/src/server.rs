@@ -113,9 +113,14 @@ async fn open(config: &StoreConfig) -> Result<(Arc<Store>, Background), ServeErr
     let compactor = compactor::start(engine.clone()).map_err(ServeError::Thread)?;
     let mut background = Background { tasks: Vec::new(), threads: vec![("compactor", compactor.thread)] };
     let log_store = LogStore::new(engine.clone()).map_err(|e| ServeError::Raft(e.to_string()))?;
-    let state_machine =
-        StateMachine::open(engine.clone(), lessor.clone(), hub.clone(), compactor.requests, config.data_dir.join("snap"))
-            .map_err(|e| ServeError::Raft(e.to_string()))?;
+    let state_machine = StateMachine::open(
+        engine.clone(),
+        lessor.clone(),
+        hub.clone(),
+        compactor.requests,
+        config.data_dir.join("snap"),
+    )
+    .map_err(|e| ServeError::Raft(e.to_string()))?;
     let applied_index = state_machine.applied_index();
     hub.start().map_err(ServeError::Thread)?;
     let transfers = TransferReplies::default();
@@ -220,8 +225,14 @@ pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
     }
     let peer_addrs = local_addrs(&peer_listeners);
     let (store, background) = open(&config).await?;
-    let mut running =
-        RunningStore { store, client_addrs: Vec::new(), peer_addrs, clients: Vec::new(), peers: Vec::new(), background };
+    let mut running = RunningStore {
+        store,
+        client_addrs: Vec::new(),
+        peer_addrs,
+        clients: Vec::new(),
+        peers: Vec::new(),
+        background,
+    };
     if let Err(error) = serve_all(&mut running, &config, peer_listeners).await {
         running.stop().await;
         return Err(error);
@@ -296,8 +307,7 @@ fn serve_peers(
     listener: TcpListener,
     drain: Drain,
 ) -> Result<impl std::future::Future<Output = ()> + use<>, ServeError> {
-    let mut builder =
-        Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS)).layer(drain.count_calls());
+    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS)).layer(drain.count_calls());
     if let Some(files) = &config.peer_tls {
         let tls = load_peer_tls(files)?;
         builder = builder.tls_config(tls.server_config())?;

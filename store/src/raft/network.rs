@@ -52,8 +52,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::raft::append_stream;
-use crate::raft::handover::TransferReplies;
 use crate::raft::generated::peer_client::PeerClient;
+use crate::raft::handover::TransferReplies;
 use crate::raft::transport::Peers;
 use crate::raft::types::{LogId, PeerNode, SnapshotFile, SnapshotMeta, TypeConfig, Vote, entry_size_hint};
 use crate::raft::wire::{RaftMessage, SnapshotChunk};

@@ -1,8 +1,8 @@
 //! The watch hub: every watcher of this member, live delivery and catch-up.
 
 use std::collections::HashMap;
-use std::sync::mpsc as std_mpsc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
