@@ -69,11 +69,23 @@ fn runtime(threads: Option<std::num::NonZeroUsize>) -> std::io::Result<tokio::ru
     builder.enable_all().build()
 }
 
+/// How long the runtime waits, once the role has returned, for blocking tasks still running (a
+/// snapshot being streamed out, a defragmentation) before the process exits anyway. A stopped
+/// role has closed its store already; nothing such a task does is still needed, and without a
+/// bound one stuck task would keep the process alive (dropping a runtime waits for them all).
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn main() -> Result<()> {
     init_logging();
     let cli = Cli::parse();
     let runtime = runtime(cli.worker_threads)?;
-    match cli.role {
+    let outcome = run(&runtime, cli.role);
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    outcome
+}
+
+fn run(runtime: &tokio::runtime::Runtime, role: Role) -> Result<()> {
+    match role {
         Role::Store(StoreCommand { action: None, args }) => {
             runtime.block_on(keel_store::server::run(args.into_config()?))?
         }

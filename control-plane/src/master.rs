@@ -21,6 +21,9 @@ const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "k
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bookmarks and watch progress: how often an idle store watch reports its revision.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// The whole stop, API server and store, from the signal: what a member alone gets
+/// (`keel_store::shutdown::STOP_BUDGET`), within the 5 s a process is given to exit.
+const STOP_BUDGET: Duration = keel_store::shutdown::STOP_BUDGET;
 
 #[derive(clap::Args, Debug)]
 pub struct MasterArgs {
@@ -63,9 +66,15 @@ pub enum MasterError {
 
 /// Runs a master until SIGINT or SIGTERM.
 pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
+    // Listening before the start: a signal during it stops the master once it is up.
+    let asked_to_stop = keel_store::shutdown::signal();
     let hosts = vec![args.api_listen.ip().to_string()];
     let cluster_pki = pki::ensure(&args.pki_dir, &hosts)?;
     let tls = Arc::new(pki::server_config(&cluster_pki)?);
+    // Bound before the store starts, so a taken port fails the start with nothing to stop.
+    let listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .map_err(|source| MasterError::Listen { addr: args.api_listen, source })?;
     let (kv, embedded): (Arc<dyn Kv>, _) = if args.store_endpoints.is_empty() {
         let mut config = args.store.into_config()?;
         config.progress_notify_interval = config.progress_notify_interval.min(PROGRESS_INTERVAL);
@@ -80,26 +89,50 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
         (Arc::new(RemoteKv::connect(&args.store_endpoints, remote_tls).await?), None)
     };
     let api = Api::new(kv, format!("{}", args.api_listen));
-    let listener = tokio::net::TcpListener::bind(args.api_listen)
-        .await
-        .map_err(|source| MasterError::Listen { addr: args.api_listen, source })?;
-    tokio::spawn(bootstrap(api.clone()));
+    let bootstrap = tokio::spawn(bootstrap(api.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(apiserver::server::serve(api, listener, tls, stop_rx));
     tracing::info!(listen = %args.api_listen, "keel master is serving the API");
     match &embedded {
         Some(running) => tokio::select! {
-            _ = keel_store::server::shutdown_signal() => tracing::info!("shutting down"),
+            () = asked_to_stop => tracing::info!("shutting down"),
             _ = running.removed() => tracing::warn!("this member was removed from the cluster; stopping"),
         },
-        None => keel_store::server::shutdown_signal().await,
+        None => {
+            asked_to_stop.await;
+            tracing::info!("shutting down");
+        }
     }
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    if let Some(running) = embedded {
-        running.stop().await;
-    }
+    stop(Serving { stop_tx, server, bootstrap, embedded }).await;
     Ok(())
+}
+
+/// What a running master stops.
+struct Serving {
+    /// Tells the API server to drain and return.
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    /// Creating the system namespaces (if still at it).
+    bootstrap: tokio::task::JoinHandle<()>,
+    /// The embedded store member, when there is one (not with `--store-endpoints`).
+    embedded: Option<keel_store::server::RunningStore>,
+}
+
+/// Stops a master within [`STOP_BUDGET`]: first the API server (it drains its requests, ends
+/// its watches and drops every handle on the store: `apiserver::server`), then the embedded
+/// store member with the time left (`keel_store::shutdown`: leadership handed over, Raft
+/// stopped, database closed). The other way round, requests in flight would lose their store.
+async fn stop(serving: Serving) {
+    let deadline = tokio::time::Instant::now() + STOP_BUDGET;
+    let Serving { stop_tx, mut server, bootstrap, embedded } = serving;
+    bootstrap.abort();
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+        server.abort();
+    }
+    if let Some(running) = embedded {
+        running.stop_by(deadline).await;
+    }
 }
 
 /// Creates the system namespaces (every master tries; the first wins, the rest see

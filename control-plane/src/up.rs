@@ -73,6 +73,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
 /// Runs the local cluster until Ctrl-C or SIGTERM.
 pub async fn run(args: UpArgs) -> Result<(), UpError> {
     std::fs::create_dir_all(&args.dir).map_err(io(format!("creating {}", args.dir.display())))?;
+    // Listening from the start: Ctrl-C while the masters come up stops them too.
+    let asked_to_stop = keel_store::shutdown::signal();
+    tokio::pin!(asked_to_stop);
     let cluster_pki = pki::ensure(&args.dir.join("pki"), &["127.0.0.1".to_string(), "localhost".to_string()])?;
     let exe = std::env::current_exe().map_err(io("finding the keel binary"))?;
     let mut children = Vec::new();
@@ -85,7 +88,15 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
             }
         }
     }
-    if let Err(error) = wait_ready(&args, &cluster_pki, &mut children).await {
+    let ready = tokio::select! {
+        ready = wait_ready(&args, &cluster_pki, &mut children) => ready,
+        () = &mut asked_to_stop => {
+            println!("stopping the masters");
+            stop_all(children).await;
+            return Ok(());
+        }
+    };
+    if let Err(error) = ready {
         stop_all(children).await;
         return Err(error);
     }
@@ -94,7 +105,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     pki::write_kubeconfig(&kubeconfig, &server, &cluster_pki, "keel")?;
     print_usage(&args, &cluster_pki, &kubeconfig);
     tokio::select! {
-        _ = keel_store::server::shutdown_signal() => println!("stopping the masters"),
+        () = &mut asked_to_stop => println!("stopping the masters"),
         index = any_exit(&mut children) => eprintln!("master {} exited; stopping the others", index + 1),
     }
     stop_all(children).await;
@@ -268,7 +279,9 @@ async fn any_exit(children: &mut [Child]) -> usize {
     futures::future::select_all(waits).await.0
 }
 
-/// SIGTERM every child by PID, then SIGKILL whoever is still there after the grace period.
+/// SIGTERM every child by PID, then SIGKILL whoever is still there after the grace period. A
+/// master stops by itself within 5 s (`keel_store::shutdown`); the SIGKILL is the fallback for
+/// one that does not, and is reported.
 async fn stop_all(children: Vec<Child>) {
     for child in &children {
         if let Some(pid) = child.id() {
@@ -278,9 +291,17 @@ async fn stop_all(children: Vec<Child>) {
             }
         }
     }
-    for mut child in children {
-        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-            let _ = child.kill().await;
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    let stops = children.into_iter().enumerate().map(|(index, mut child)| async move {
+        match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => eprintln!("master {} exited with {status}", index + 1),
+            Ok(Err(error)) => eprintln!("master {}: waiting for it failed: {error}", index + 1),
+            Err(_) => {
+                eprintln!("master {} did not stop within {STOP_GRACE:?}; killing it", index + 1);
+                let _ = child.kill().await;
+            }
         }
-    }
+    });
+    futures::future::join_all(stops).await;
 }

@@ -23,17 +23,27 @@ pub struct CompactionProgress {
     pub failed: i64,
 }
 
-/// Starts the physical-compaction thread. Send a revision to compact up to it; the returned
-/// watch reports progress. A compaction interrupted by a restart is resumed first.
-pub fn start(engine: Arc<Engine>) -> std::io::Result<(mpsc::Sender<i64>, watch::Receiver<CompactionProgress>)> {
+/// The physical-compaction thread, as [`start`] hands it out.
+pub struct Compactor {
+    /// Send a revision to compact up to it. The thread ends once every sender is dropped.
+    pub requests: mpsc::Sender<i64>,
+    /// How far compaction got.
+    pub progress: watch::Receiver<CompactionProgress>,
+    /// Joined when the member stops, before its database closes.
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the physical-compaction thread. A compaction interrupted by a restart is resumed
+/// first.
+pub fn start(engine: Arc<Engine>) -> std::io::Result<Compactor> {
     let (tx, rx) = mpsc::channel::<i64>();
     let (done_tx, done_rx) = watch::channel(CompactionProgress { finished: engine.compact_revision(), failed: 0 });
     let pending = engine.meta_i64(META_SCHEDULED_COMPACT).ok().flatten();
     // The thread holds the engine only while it compacts: whoever owns the store closes the
-    // database, never this detached thread (a database closed while the process exits aborts
-    // inside RocksDB).
+    // database, never this thread (a database closed by a thread still running while the
+    // process exits aborts inside RocksDB); a stopping member joins it before closing.
     let engine = Arc::downgrade(&engine);
-    std::thread::Builder::new().name("compactor".into()).spawn(move || {
+    let thread = std::thread::Builder::new().name("compactor".into()).spawn(move || {
         let mut next = pending;
         // Ends when the store drops its sender (or the engine is gone).
         loop {
@@ -48,7 +58,7 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<(mpsc::Sender<i64>, watch::
             run_one(&engine, revision, &done_tx);
         }
     })?;
-    Ok((tx, done_rx))
+    Ok(Compactor { requests: tx, progress: done_rx, thread })
 }
 
 fn run_one(engine: &Engine, revision: i64, progress: &watch::Sender<CompactionProgress>) {

@@ -9,6 +9,8 @@
 //! - [`grpc`]: the etcd v3 gRPC services, request checks and etcd's error texts.
 //! - [`store`]: one member's running state shared by the services.
 //! - [`server`]: start-up, TLS, serving; [`config`] flags; [`datadir`] data directory checks.
+//! - [`shutdown`]: stopping a member cleanly (drain, leadership hand-over, Raft, release), in
+//!   one ordered, time-bounded sequence.
 //! - Connections it accepts and opens write through `keel_net::coalesce` (fewer, larger
 //!   socket writes).
 //! - [`snapshot`]: snapshots in etcd's framing; [`compactor`]: compaction scheduling.
@@ -23,6 +25,8 @@
 //!   every lease by its TTL first.
 //! - Linearizable reads wait for the leader's confirmed commit index (read index); a deposed
 //!   leader cannot confirm one.
+//! - A member told to stop is gone within `shutdown::STOP_BUDGET`, having handed leadership to
+//!   a reachable voter first; nothing it acknowledged depends on its stop completing.
 
 pub mod apply;
 pub mod compactor;
@@ -35,6 +39,7 @@ pub mod lease;
 pub mod mvcc;
 pub mod raft;
 pub mod server;
+pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod watch;

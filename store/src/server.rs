@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tonic::Request;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
@@ -36,6 +36,7 @@ use crate::lease::Lessor;
 use crate::mvcc::Engine;
 use crate::raft::bootstrap::{self, BootstrapError};
 use crate::raft::generated::peer_server::PeerServer;
+use crate::raft::handover::TransferReplies;
 use crate::raft::leadership;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
@@ -46,6 +47,7 @@ use crate::raft::read_index::ReadBarrier;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::transport::{PeerTls, Peers};
 use crate::raft::types::Raft;
+use crate::shutdown::{self, Background, Drain, ServerTask, Serving};
 use crate::store::{Limits, MemberInfo, Store};
 use crate::watch::WatchHub;
 
@@ -92,8 +94,8 @@ pub enum ServeError {
 }
 
 /// Opens the store described by `config` and starts its Raft member (without serving the
-/// client API).
-pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
+/// client API). Also returns the tasks and threads it started, for [`shutdown::stop`].
+async fn open(config: &StoreConfig) -> Result<(Arc<Store>, Background), ServeError> {
     let peer_tls = match &config.peer_tls {
         Some(files) => Some(load_peer_tls(files)?),
         None => None,
@@ -108,14 +110,21 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
     let lessor = Arc::new(Lessor::new(min_lease_ttl_seconds(&config.raft)));
     let header = Arc::new(HeaderSource::new(identity.cluster_id, identity.member_id, 0));
     let hub = WatchHub::new(engine.clone(), header.clone(), config.progress_notify_interval);
-    let (compactions, physically_compacted) = compactor::start(engine.clone()).map_err(ServeError::Thread)?;
+    let compactor = compactor::start(engine.clone()).map_err(ServeError::Thread)?;
+    let mut background = Background { tasks: Vec::new(), threads: vec![("compactor", compactor.thread)] };
     let log_store = LogStore::new(engine.clone()).map_err(|e| ServeError::Raft(e.to_string()))?;
-    let state_machine =
-        StateMachine::open(engine.clone(), lessor.clone(), hub.clone(), compactions, config.data_dir.join("snap"))
-            .map_err(|e| ServeError::Raft(e.to_string()))?;
+    let state_machine = StateMachine::open(
+        engine.clone(),
+        lessor.clone(),
+        hub.clone(),
+        compactor.requests,
+        config.data_dir.join("snap"),
+    )
+    .map_err(|e| ServeError::Raft(e.to_string()))?;
     let applied_index = state_machine.applied_index();
     hub.start().map_err(ServeError::Thread)?;
-    let network = Network::new(identity.cluster_id, peers.clone());
+    let transfers = TransferReplies::default();
+    let network = Network::new(identity.cluster_id, peers.clone()).reporting_transfers_to(transfers.clone());
     let raft_config = Arc::new(config.raft.openraft_config().map_err(BootstrapError::from)?);
     let raft = Raft::new(identity.member_id, raft_config, network, log_store, state_machine)
         .await
@@ -127,18 +136,18 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
             tracing::info!(%error, "cluster already initialized");
         }
     }
-    let node =
-        RaftNode::new(raft, (identity.cluster_id, identity.member_id), peers, config.raft.clone(), applied_index);
-    leadership::spawn(node.clone(), lessor.clone(), header.clone());
-    leadership::publish_attributes(
+    let identity_ids = (identity.cluster_id, identity.member_id);
+    let node = RaftNode::new(raft, identity_ids, peers, config.raft.clone(), applied_index, transfers);
+    background.tasks.push(leadership::spawn(node.clone(), lessor.clone(), header.clone()));
+    background.tasks.push(leadership::publish_attributes(
         node.clone(),
         engine.clone(),
         config.name.clone(),
         config.advertise_client_urls.clone(),
-    );
+    ));
     let proposer = Proposer::start(node.clone());
     let reads = ReadBarrier::start(node.clone());
-    Ok(Arc::new(Store {
+    let store = Arc::new(Store {
         engine,
         lessor,
         hub,
@@ -153,8 +162,9 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, ServeError> {
             client_urls: config.advertise_client_urls.clone(),
         },
         limits: Limits { max_request_bytes: config.max_request_bytes, max_txn_ops: config.max_txn_ops },
-        physically_compacted,
-    }))
+        physically_compacted: compactor.progress,
+    });
+    Ok((store, background))
 }
 
 /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds (at least 2 s,
@@ -173,12 +183,12 @@ pub struct RunningStore {
     pub client_addrs: Vec<SocketAddr>,
     /// The peer addresses bound, in `--listen-peer-urls` order.
     pub peer_addrs: Vec<SocketAddr>,
-    /// Tells the gRPC servers to stop accepting and drain.
-    stop_tx: tokio::sync::watch::Sender<bool>,
-    /// The peer and client gRPC servers; each ends after `stop_tx` fires.
-    servers: Vec<JoinHandle<()>>,
-    /// Lease expiry and auto-compaction: loops that never end by themselves.
-    background: Vec<JoinHandle<()>>,
+    /// The client gRPC servers: drained first when the member stops.
+    clients: Vec<ServerTask>,
+    /// The peer gRPC servers: closed once leadership is handed over.
+    peers: Vec<ServerTask>,
+    /// Loops and threads besides the servers (lease expiry, auto-compaction, compactor, ...).
+    background: Background,
 }
 
 impl RunningStore {
@@ -187,20 +197,18 @@ impl RunningStore {
         self.store.node.removed.notified().await;
     }
 
-    /// Stops serving: the gRPC servers drain and end, the background loops stop, then Raft
-    /// shuts down. Callers still holding `store` may read it, but it takes no more writes.
+    /// Stops the member within [`shutdown::STOP_BUDGET`]: see [`shutdown`] for the steps. The
+    /// database closes before this returns unless a caller still holds `store` (it then closes
+    /// when the last holder lets go; the store takes no more writes either way).
     pub async fn stop(self) {
-        let _ = self.stop_tx.send(true);
-        for server in self.servers {
-            let _ = server.await;
-        }
-        for task in self.background {
-            task.abort();
-            let _ = task.await;
-        }
-        if let Err(error) = self.store.node.raft.shutdown().await {
-            tracing::warn!(%error, "Raft did not shut down cleanly");
-        }
+        self.stop_by(Instant::now() + shutdown::STOP_BUDGET).await;
+    }
+
+    /// [`RunningStore::stop`] by `deadline` (a master gives its member what its API server left).
+    pub async fn stop_by(self, deadline: Instant) {
+        let serving =
+            Serving { store: self.store, clients: self.clients, peers: self.peers, background: self.background };
+        shutdown::stop(serving, deadline).await;
     }
 }
 
@@ -209,7 +217,6 @@ impl RunningStore {
 /// electing a leader (requests wait for one). On an error after the store opened, what was
 /// started is stopped again before the error is returned.
 pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Peers must reach this member before it can take part in elections or be asked for its
     // membership, so the peer port listens before Raft starts.
     let mut peer_listeners = Vec::new();
@@ -217,16 +224,16 @@ pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
         peer_listeners.push(bind(listen).await?);
     }
     let peer_addrs = local_addrs(&peer_listeners);
-    let store = open(&config).await?;
+    let (store, background) = open(&config).await?;
     let mut running = RunningStore {
         store,
         client_addrs: Vec::new(),
         peer_addrs,
-        stop_tx,
-        servers: Vec::new(),
-        background: Vec::new(),
+        clients: Vec::new(),
+        peers: Vec::new(),
+        background,
     };
-    if let Err(error) = serve_all(&mut running, &config, peer_listeners, stop_rx).await {
+    if let Err(error) = serve_all(&mut running, &config, peer_listeners).await {
         running.stop().await;
         return Err(error);
     }
@@ -245,15 +252,16 @@ async fn serve_all(
     running: &mut RunningStore,
     config: &StoreConfig,
     peer_listeners: Vec<TcpListener>,
-    stop_rx: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let store = running.store.clone();
     for listener in peer_listeners {
-        running.servers.push(tokio::spawn(serve_peers(store.clone(), config, listener, stop_rx.clone())?));
+        let drain = Drain::default();
+        let task = tokio::spawn(serve_peers(store.clone(), config, listener, drain.clone())?);
+        running.peers.push(ServerTask { task, drain });
     }
-    running.background.push(tokio::spawn(expire_leases(store.clone())));
+    running.background.tasks.push(tokio::spawn(expire_leases(store.clone())));
     if let Some(retention) = config.auto_compaction_retention {
-        running.background.push(tokio::spawn(compactor::auto_compact(store.clone(), retention)));
+        running.background.tasks.push(tokio::spawn(compactor::auto_compact(store.clone(), retention)));
     }
     let tls = match &config.tls {
         Some(files) => Some(tls_config(files)?),
@@ -263,8 +271,9 @@ async fn serve_all(
         let listener = bind(listen).await?;
         running.client_addrs.extend(listener.local_addr().ok());
         let tls = if listen.tls { tls.clone() } else { None };
-        let server = serve(store.clone(), config, listen.clone(), listener, tls, stop_rx.clone())?;
-        running.servers.push(tokio::spawn(server));
+        let drain = Drain::default();
+        let server = serve(store.clone(), config, listen.clone(), listener, tls, drain.clone())?;
+        running.clients.push(ServerTask { task: tokio::spawn(server), drain });
     }
     Ok(())
 }
@@ -277,11 +286,14 @@ fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
     listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
 }
 
-/// Runs a store member until SIGINT or SIGTERM (or until it is removed from the cluster).
+/// Runs a store member until SIGINT or SIGTERM (or until it is removed from the cluster), then
+/// stops it ([`shutdown`]).
 pub async fn run(config: StoreConfig) -> Result<(), ServeError> {
+    // Listening before the start: a signal during it stops the member once it is up.
+    let asked_to_stop = shutdown::signal();
     let running = start(config).await?;
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        () = asked_to_stop => tracing::info!("shutting down"),
         _ = running.removed() => tracing::info!("removed from the cluster: shutting down"),
     }
     running.stop().await;
@@ -293,9 +305,9 @@ fn serve_peers(
     store: Arc<Store>,
     config: &StoreConfig,
     listener: TcpListener,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    drain: Drain,
 ) -> Result<impl std::future::Future<Output = ()> + use<>, ServeError> {
-    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
+    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS)).layer(drain.count_calls());
     if let Some(files) = &config.peer_tls {
         let tls = load_peer_tls(files)?;
         builder = builder.tls_config(tls.server_config())?;
@@ -306,6 +318,7 @@ fn serve_peers(
         lessor: store.lessor.clone(),
         reads: store.reads.clone(),
         incoming_dir: config.data_dir.join("snap-incoming"),
+        drain: drain.clone(),
     };
     let router = builder.add_service(
         PeerServer::new(service)
@@ -315,11 +328,8 @@ fn serve_peers(
     let addr = listener.local_addr().ok();
     Ok(async move {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let incoming = keel_net::coalesce::coalesce_incoming(incoming);
-        let stopped = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+        let incoming = drain.wrap(keel_net::coalesce::coalesce_incoming(incoming));
+        if let Err(error) = router.serve_with_incoming_shutdown(incoming, drain.accepting_stopped()).await {
             tracing::error!(%error, ?addr, "peer gRPC server failed");
         }
     })
@@ -342,10 +352,13 @@ fn serve(
     listen: Listen,
     listener: TcpListener,
     tls: Option<ServerTlsConfig>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    drain: Drain,
 ) -> Result<impl std::future::Future<Output = ()> + use<>, ServeError> {
     let max_decode = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let mut builder = Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS)).layer(FrameLimitLayer);
+    let mut builder = Server::builder()
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+        .layer(FrameLimitLayer)
+        .layer(drain.count_calls());
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -382,10 +395,9 @@ fn serve(
         let incoming = crate::grpc::authority::fix_incoming(incoming, !listen.tls);
         // Responses that complete together leave in one write.
         let incoming = keel_net::coalesce::coalesce_incoming(incoming);
-        let stopped = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+        // Cut when the member stops, after its calls are answered.
+        let incoming = drain.wrap(incoming);
+        if let Err(error) = router.serve_with_incoming_shutdown(incoming, drain.accepting_stopped()).await {
             tracing::error!(%error, addr = %listen.addr, "gRPC server failed");
         }
     })
@@ -425,23 +437,6 @@ async fn expire_leases(store: Arc<Store>) {
                 Err(error) => tracing::warn!(%error, lease = id, "revoking an expired lease failed; will retry"),
             }
         }
-    }
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM: what "asked to stop" means for every Keel process.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
     }
 }
 

@@ -405,6 +405,28 @@ impl Cluster {
         !self.is_running(i)
     }
 
+    /// Sends `signal` (`"TERM"`, `"INT"`, ...) to member `i`'s process by PID, as a service
+    /// manager stops it. Panics if the member is not running.
+    pub fn signal(&mut self, i: usize, signal: &str) {
+        super::send_signal(self.pid(i), signal);
+    }
+
+    /// Waits at most `timeout` for member `i`'s process to exit; its exit status, or None if it
+    /// is still running. The process stays reaped; `start_member` starts it again.
+    pub fn wait_exit_status(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.members[i].child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.members[i].log_path).unwrap_or_default()
     }

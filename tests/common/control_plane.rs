@@ -161,6 +161,31 @@ impl UpCluster {
         command.args(args).output().expect("run etcdctl")
     }
 
+    /// Sends `signal` to `keel up` by PID and waits at most `timeout` for it to exit; its exit
+    /// status, or None if it is still running (drop then kills it).
+    pub fn stop_up(&mut self, signal: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let up = self.up.as_mut().expect("keel up is running");
+        super::send_signal(up.id(), signal);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = up.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The PIDs of the masters `keel up` started, as its pid files name them.
+    pub fn master_pids(&self) -> Vec<u32> {
+        (1..=3)
+            .filter_map(|i| std::fs::read_to_string(self.dir.join(format!("master-{i}.pid"))).ok())
+            .filter_map(|pid| pid.trim().parse().ok())
+            .collect()
+    }
+
     pub fn logs(&self) -> String {
         (1..=3)
             .map(|i| {

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod control_plane;
+pub mod masters;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -208,6 +209,17 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Sends `signal` (`"TERM"`, `"INT"`, `"KILL"`, ...) to the process `pid` with kill(1); panics
+/// if kill fails (the process is not ours or already reaped).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("run kill -{signal} {pid}: {e}"));
+    assert!(status.success(), "kill -{signal} {pid} failed: {status}");
 }
 
 /// Runs the real etcdctl (API v3) against one endpoint with a 10 s command timeout.

@@ -193,16 +193,19 @@ impl Answers<'_> {
 
 /// The follower's side: hands the stream's requests to Raft and answers each in order. A
 /// message that is not for this member, or cannot be decoded, ends the stream with its error
-/// after the answers to the messages before it.
+/// after the answers to the messages before it. `held` is kept until the task calling Raft
+/// ends (a stopping member stops Raft only after these tasks).
 pub fn serve(
     raft: Raft,
     local: LocalIds,
     incoming: Streaming<RaftMessage>,
+    held: impl Send + 'static,
 ) -> impl Stream<Item = Result<RaftMessage, Status>> + Send + 'static {
     let (requests, refusal) = incoming_requests(local, incoming);
     // Raft's answer stream borrows `raft`, so a task owning both feeds the call's answers.
     let (answers_tx, answers_rx) = mpsc::channel(ANSWERS_AHEAD);
     tokio::spawn(async move {
+        let _held = held;
         let mut answers = std::pin::pin!(raft.stream_append(requests));
         while let Some(result) = answers.next().await {
             let reply: Reply<StreamAppendResult<TypeConfig>> = result.map_err(RaftError::Fatal);

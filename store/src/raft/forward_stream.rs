@@ -163,15 +163,17 @@ fn refuse_all(inbox: &mut mpsc::Receiver<Outgoing>) {
 /// The leader's side of one stream: each batch goes to the committer at once (so batches sent
 /// back to back can share an entry) and the answers go back in order. A message for another
 /// member, or one that cannot be decoded, ends the stream with its error after the answers
-/// to the batches before it.
+/// to the batches before it. `held` is kept until the task serving the stream ends.
 pub fn serve(
     node: Arc<RaftNode>,
     local: LocalIds,
     committer: Committer,
     mut incoming: Streaming<ForwardRequest>,
+    held: impl Send + 'static,
 ) -> ReceiverStream<Result<ForwardReply, Status>> {
     let (answers_tx, answers_rx) = mpsc::channel(BATCHES_AHEAD);
     tokio::spawn(async move {
+        let _held = held;
         let mut answers = FuturesOrdered::new();
         let mut refusal = None;
         let mut incoming_open = true;

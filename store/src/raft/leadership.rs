@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
+use tokio::task::JoinHandle;
 
 use crate::header::HeaderSource;
 use crate::lease::Lessor;
@@ -20,7 +21,7 @@ use crate::raft::read_index::local_read_index;
 
 /// Follows the Raft server metrics until the node stops. (Those change only with the vote,
 /// the leader or the membership; the full metrics change several times per log entry.)
-pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>) {
+pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut metrics = node.raft.server_metrics();
         // Bumped on every change of leadership, so a late promotion of an old term is dropped.
@@ -64,7 +65,7 @@ pub fn spawn(node: Arc<RaftNode>, lessor: Arc<Lessor>, header: Arc<HeaderSource>
                 return;
             }
         }
-    });
+    })
 }
 
 async fn promote(node: Arc<RaftNode>, lessor: Arc<Lessor>, epoch: Arc<AtomicU64>, this_epoch: u64) {
@@ -87,8 +88,14 @@ async fn promote(node: Arc<RaftNode>, lessor: Arc<Lessor>, epoch: Arc<AtomicU64>
 }
 
 /// Publishes this member's name and client URLs through Raft once a leader exists, unless the
-/// cluster already has them (as etcd does at start).
-pub fn publish_attributes(node: Arc<RaftNode>, engine: Arc<Engine>, name: String, client_urls: Vec<String>) {
+/// cluster already has them (as etcd does at start). The task holds the engine: whoever stops
+/// the member aborts it.
+pub fn publish_attributes(
+    node: Arc<RaftNode>,
+    engine: Arc<Engine>,
+    name: String,
+    client_urls: Vec<String>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         // Bounded: about ten minutes of retries, then a warning.
@@ -109,5 +116,5 @@ pub fn publish_attributes(node: Arc<RaftNode>, engine: Arc<Engine>, name: String
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
         tracing::warn!("could not publish this member's name and client URLs; member list shows it unstarted");
-    });
+    })
 }

@@ -12,8 +12,9 @@
 //! - [`proposer`]: batched writes, forwarded to the leader on one stream ([`forward_stream`]);
 //!   [`committer`]: the leader merges every member's batches into one log entry;
 //!   [`read_index`]: linearizable reads.
-//! - [`leadership`]: term in headers, lessor promote/demote; [`lease_calls`]: keep-alives on the
-//!   leader; [`membership`]: member add/remove/promote/update.
+//! - [`leadership`]: term in headers, lessor promote/demote; [`handover`]: leadership moved to
+//!   another voter before this member stops; [`lease_calls`]: keep-alives on the leader;
+//!   [`membership`]: member add/remove/promote/update.
 
 pub mod append_stream;
 pub mod applied;
@@ -21,6 +22,7 @@ pub mod bootstrap;
 pub mod codec;
 pub mod committer;
 pub mod forward_stream;
+pub mod handover;
 pub mod leadership;
 pub mod lease_calls;
 pub mod log_store;

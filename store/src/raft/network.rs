@@ -53,6 +53,7 @@ use tonic::transport::Channel;
 
 use crate::raft::append_stream;
 use crate::raft::generated::peer_client::PeerClient;
+use crate::raft::handover::TransferReplies;
 use crate::raft::transport::Peers;
 use crate::raft::types::{LogId, PeerNode, SnapshotFile, SnapshotMeta, TypeConfig, Vote, entry_size_hint};
 use crate::raft::wire::{RaftMessage, SnapshotChunk};
@@ -112,11 +113,21 @@ pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadErr
 pub struct Network {
     cluster_id: u64,
     peers: Peers,
+    transfers: TransferReplies,
 }
 
 impl Network {
     pub fn new(cluster_id: u64, peers: Peers) -> Network {
-        Network { cluster_id, peers }
+        Network { cluster_id, peers, transfers: TransferReplies::default() }
+    }
+
+    /// Reports transfer targets' answers to `transfers` (the member's [`RaftNode`] reads them
+    /// when it hands leadership over).
+    ///
+    /// [`RaftNode`]: crate::raft::node::RaftNode
+    pub fn reporting_transfers_to(mut self, transfers: TransferReplies) -> Network {
+        self.transfers = transfers;
+        self
     }
 }
 
@@ -124,7 +135,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerNetwork;
 
     async fn new_client(&mut self, target: u64, node: &PeerNode) -> PeerNetwork {
-        PeerNetwork { cluster_id: self.cluster_id, target, node: node.clone(), peers: self.peers.clone() }
+        PeerNetwork {
+            cluster_id: self.cluster_id,
+            target,
+            node: node.clone(),
+            peers: self.peers.clone(),
+            transfers: self.transfers.clone(),
+        }
     }
 }
 
@@ -136,6 +153,8 @@ pub struct PeerNetwork {
     target: u64,
     node: PeerNode,
     peers: Peers,
+    /// Where this member's answer to a `TransferLeader` naming it is reported.
+    transfers: TransferReplies,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -350,7 +369,13 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftRpc::TransferLeader, &req, &option).await
+        // openraft tells every voter; only the target's answer says whether the transfer goes on.
+        let pending = (*req.to_node_id() == self.target).then(|| self.transfers.expect(self.target));
+        let answer = self.call(RaftRpc::TransferLeader, &req, &option).await;
+        if let Some(pending) = pending {
+            pending.finish(matches!(answer, Ok(Ok(()))));
+        }
+        answer
     }
 
     /// Streams the snapshot file on its own connection to the member. The file is only read:

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{RaftMetrics, ServerState};
 use tokio::time::Instant;
 
+use crate::raft::handover::TransferReplies;
 use crate::raft::transport::Peers;
 use crate::raft::types::{PeerNode, Raft, TypeConfig};
 
@@ -84,6 +86,11 @@ pub struct RaftNode {
     ///
     /// [`StateMachine::applied_index`]: crate::raft::state_machine::StateMachine::applied_index
     applied_index: tokio::sync::watch::Receiver<u64>,
+    /// Set once this member has begun to stop: from then on it refuses to take leadership
+    /// (`TransferLeader` naming it), so a leader handing over picks a member that stays.
+    stopping: AtomicBool,
+    /// Transfer targets' answers, shared with the network that receives them (`handover`).
+    pub transfers: TransferReplies,
 }
 
 impl RaftNode {
@@ -93,13 +100,24 @@ impl RaftNode {
         peers: Peers,
         settings: RaftSettings,
         applied_index: tokio::sync::watch::Receiver<u64>,
+        transfers: TransferReplies,
     ) -> Arc<RaftNode> {
         let (cluster_id, member_id) = identity;
         let removed = tokio::sync::Notify::new();
-        Arc::new(RaftNode { raft, cluster_id, member_id, peers, settings, removed, applied_index })
+        let stopping = AtomicBool::new(false);
+        Arc::new(RaftNode { raft, cluster_id, member_id, peers, settings, removed, applied_index, stopping, transfers })
     }
 
-    fn with_metrics<T>(&self, read: impl FnOnce(&RaftMetrics<TypeConfig>) -> T) -> T {
+    /// Marks this member as stopping (see `stopping`); there is no way back.
+    pub fn begin_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn with_metrics<T>(&self, read: impl FnOnce(&RaftMetrics<TypeConfig>) -> T) -> T {
         let metrics = self.raft.metrics();
         let guard = metrics.borrow_watched();
         read(&guard)

@@ -17,6 +17,7 @@ use crate::raft::proposer::Proposer;
 use crate::raft::raft_rpc::{self, LocalIds};
 use crate::raft::wire::{self, *};
 use crate::raft::{append_stream, forward_stream, read_index};
+use crate::shutdown::Drain;
 
 pub struct PeerService {
     pub node: Arc<RaftNode>,
@@ -28,6 +29,9 @@ pub struct PeerService {
     pub reads: read_index::ReadBarrier,
     /// Where incoming snapshot streams are written before they are installed.
     pub incoming_dir: PathBuf,
+    /// The peer server's drain: the tasks feeding streams into Raft count as its calls, so a
+    /// stopping member stops Raft only after they end.
+    pub drain: Drain,
 }
 
 impl PeerService {
@@ -58,7 +62,9 @@ impl Peer for PeerService {
     type AppendStreamStream = AppendStream;
 
     async fn append_stream(&self, request: Request<Streaming<RaftMessage>>) -> Result<Response<AppendStream>, Status> {
-        Ok(Response::new(Box::pin(append_stream::serve(self.node.raft.clone(), self.ids(), request.into_inner()))))
+        let held = self.drain.track_call();
+        let answers = append_stream::serve(self.node.raft.clone(), self.ids(), request.into_inner(), held);
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -70,7 +76,8 @@ impl Peer for PeerService {
     }
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        raft_rpc::transfer_leader(&self.node.raft, &self.ids(), request.into_inner()).await.map(Response::new)
+        let stopping = self.node.is_stopping();
+        raft_rpc::transfer_leader(&self.node.raft, &self.ids(), request.into_inner(), stopping).await.map(Response::new)
     }
 
     async fn install_snapshot(
@@ -94,6 +101,7 @@ impl Peer for PeerService {
             self.ids(),
             committer,
             request.into_inner(),
+            self.drain.track_call(),
         ))))
     }
 

@@ -88,8 +88,18 @@ pub async fn pre_vote(raft: &Raft, local: &LocalIds, message: RaftMessage) -> Re
     seal_reply(local, "PreVote", &raft.pre_vote(request).await)
 }
 
-pub async fn transfer_leader(raft: &Raft, local: &LocalIds, message: RaftMessage) -> Result<RaftMessage, Status> {
+/// A leader's `TransferLeader`. A member that is `stopping` refuses one naming it: it would
+/// lead only until it stops (the other voters still take note that the old leader is leaving).
+pub async fn transfer_leader(
+    raft: &Raft,
+    local: &LocalIds,
+    message: RaftMessage,
+    stopping: bool,
+) -> Result<RaftMessage, Status> {
     let request: TransferLeaderRequest<TypeConfig> = open_request(local, "TransferLeader", &message)?;
+    if stopping && *request.to_node_id() == local.member_id {
+        return Err(Status::unavailable("keel: this member is stopping and will not take leadership"));
+    }
     let reply = raft.handle_transfer_leader(request).await.map_err(RaftError::Fatal);
     seal_reply(local, "TransferLeader", &reply)
 }

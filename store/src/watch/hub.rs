@@ -1,6 +1,7 @@
 //! The watch hub: every watcher of this member, live delivery and catch-up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -80,6 +81,10 @@ pub struct WatchHub {
     wake_tx: std_mpsc::SyncSender<()>,
     wake_rx: Mutex<Option<std_mpsc::Receiver<()>>>,
     progress_interval: Duration,
+    /// Set by [`WatchHub::stop_catch_up`]: the catch-up thread ends at its next wake.
+    stopped: AtomicBool,
+    /// The catch-up thread, for whoever stops the member to join before the database closes.
+    catch_up_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl WatchHub {
@@ -93,6 +98,8 @@ impl WatchHub {
             wake_tx,
             wake_rx: Mutex::new(Some(wake_rx)),
             progress_interval,
+            stopped: AtomicBool::new(false),
+            catch_up_thread: Mutex::new(None),
         })
     }
 
@@ -111,7 +118,7 @@ impl WatchHub {
         let receiver = self.wake_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(receiver) = receiver else { return Ok(()) };
         let hub = Arc::downgrade(self);
-        std::thread::Builder::new().name("watch-catch-up".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("watch-catch-up".into()).spawn(move || {
             let mut last_progress = Instant::now();
             loop {
                 let woken = receiver.recv_timeout(CATCH_UP_TICK);
@@ -119,6 +126,9 @@ impl WatchHub {
                     return;
                 }
                 let Some(hub) = hub.upgrade() else { return };
+                if hub.stopped.load(Ordering::SeqCst) {
+                    return;
+                }
                 if last_progress.elapsed() >= hub.progress_interval {
                     hub.send_progress_notifications();
                     last_progress = Instant::now();
@@ -126,7 +136,16 @@ impl WatchHub {
                 hub.catch_up_all();
             }
         })?;
+        *self.catch_up_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
         Ok(())
+    }
+
+    /// Ends the catch-up thread after the step it is in (unsynced watchers get nothing more)
+    /// and hands it over to be joined; None if it never started or was already handed over.
+    pub fn stop_catch_up(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake();
+        self.catch_up_thread.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     pub fn register(&self, params: WatchParams, tx: mpsc::Sender<Outgoing>) -> Registration {
