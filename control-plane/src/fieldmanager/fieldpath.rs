@@ -332,6 +332,52 @@ impl FieldSet {
         out
     }
 
+    /// Adds every path of `other`, in place (what [`union`](Self::union) returns).
+    pub fn extend(&mut self, other: &FieldSet) {
+        self.members.extend(other.members.iter().cloned());
+        for (element, child) in &other.children {
+            match self.children.get_mut(element) {
+                Some(mine) => mine.extend(child),
+                None => {
+                    self.children.insert(element.clone(), child.clone());
+                }
+            }
+        }
+    }
+
+    /// Takes out the members of `other`, in place (what [`difference`](Self::difference)
+    /// returns).
+    pub fn subtract(&mut self, other: &FieldSet) {
+        if other.is_empty() {
+            return;
+        }
+        self.members.retain(|member| !other.members.contains(member));
+        self.children.retain(|element, child| {
+            if let Some(theirs) = other.children.get(element) {
+                child.subtract(theirs);
+            }
+            !child.is_empty()
+        });
+    }
+
+    /// Takes out the members of `other` and everything below them, in place (what
+    /// [`recursive_difference`](Self::recursive_difference) returns).
+    pub fn subtract_recursive(&mut self, other: &FieldSet) {
+        if other.is_empty() {
+            return;
+        }
+        self.members.retain(|member| !other.members.contains(member));
+        self.children.retain(|element, child| {
+            if other.members.contains(element) {
+                return false;
+            }
+            if let Some(theirs) = other.children.get(element) {
+                child.subtract_recursive(theirs);
+            }
+            !child.is_empty()
+        });
+    }
+
     /// The members in both sets, level by level.
     #[must_use]
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
@@ -560,6 +606,13 @@ mod tests {
         let union = a.union(&b);
         assert!(union.has(&[f("data"), f("y")]) && union.has(&[f("spec"), f("replicas")]));
         assert!(a.difference(&a).is_empty());
+        let (mut in_place, mut recursive, mut extended) = (a.clone(), a.clone(), a.clone());
+        in_place.subtract(&b);
+        recursive.subtract_recursive(&b);
+        extended.extend(&b);
+        assert_eq!(in_place, a.difference(&b), "subtract is difference in place");
+        assert_eq!(recursive, a.recursive_difference(&b));
+        assert_eq!(extended, a.union(&b));
         let nested = FieldSet::of(&[vec![f("spec"), f("template"), f("spec"), key(&[("name", json!("c"))])]]);
         let named = nested.with_parent_fields();
         assert!(named.has(&[f("spec")]) && named.has(&[f("spec"), f("template"), f("spec")]));

@@ -73,9 +73,14 @@ pub enum FieldManagerError {
     Conflicts(Conflicts),
 }
 
-/// The fields Kubernetes never records as owned: type and server-set metadata.
+/// The fields Kubernetes never records as owned: type and server-set metadata (built once).
 #[must_use]
-pub fn strip_set() -> FieldSet {
+pub fn strip_set() -> &'static FieldSet {
+    static STRIP: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(build_strip_set);
+    &STRIP
+}
+
+fn build_strip_set() -> FieldSet {
     let field = |name: &str| PathElement::Field(name.to_string());
     let mut paths = vec![vec![field("apiVersion")], vec![field("kind")], vec![field("metadata")]];
     for name in [

@@ -275,22 +275,24 @@ pub struct Comparison {
 impl Comparison {
     /// The comparison without `fields` (and everything below them): changes nobody may own.
     #[must_use]
-    pub fn excluding(&self, fields: &FieldSet) -> Comparison {
-        Comparison {
-            removed: self.removed.recursive_difference(fields),
-            modified: self.modified.recursive_difference(fields),
-            added: self.added.recursive_difference(fields),
-        }
+    pub fn excluding(mut self, fields: &FieldSet) -> Comparison {
+        self.removed.subtract_recursive(fields);
+        self.modified.subtract_recursive(fields);
+        self.added.subtract_recursive(fields);
+        self
     }
 
     /// The fields set by the change (modified or added).
     #[must_use]
     pub fn set_fields(&self) -> FieldSet {
-        self.modified.union(&self.added)
+        let mut set = self.modified.clone();
+        set.extend(&self.added);
+        set
     }
 }
 
-/// The change from `lhs` to `rhs` (whole objects of the given shape). Fields that Go always has
+/// The change from `lhs` to `rhs` (whole objects of the given shape), `metadata.managedFields`
+/// left out. Fields that Go always has
 /// (see [`super::schema::Field::zero_present`]) count as `{}` where a side lacks them.
 pub fn compare(lhs: &Value, rhs: &Value, shape: Shape) -> Result<Comparison, TypedError> {
     let mut comparison = Comparison::default();
@@ -346,6 +348,11 @@ fn compare_fields(
     names.sort_unstable();
     names.dedup();
     for name in names {
+        // Who owns what is not itself owned: `metadata.managedFields` is never compared (the
+        // callers compare whole stored objects without copying them to drop it).
+        if name == "managedFields" && matches!(path.as_slice(), [PathElement::Field(m)] if m == "metadata") {
+            continue;
+        }
         // A side that has the object but not a field Go always has, has it as `{}`.
         let fill = |fields: Option<&'_ Map<String, Value>>| fields.is_some() && shape.zero_present(name);
         let l = left.and_then(|m| m.get(name)).or_else(|| fill(left).then_some(&empty));

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use super::fieldpath::FieldSet;
 use super::managed::{Entry, MAX_UPDATE_ENTRIES, ManagerId, Managers, is_reset};
 use super::typed::compare;
-use super::{Context, FieldManagerError, strip_set, without_managed_fields};
+use super::{Context, FieldManagerError, strip_set};
 
 /// The `managedFields` to store after `manager` wrote `new` over `live` (`None` for a create);
 /// `None` when no entry remains.
@@ -36,9 +36,9 @@ pub fn update(
         return Ok(None);
     }
     let empty = Value::Object(Map::new());
-    let live = live.map_or(empty, without_managed_fields);
     let id = ManagerId::update(manager_name(manager), ctx.api_version, ctx.subresource);
-    record_update(ctx, &mut managers, &live, &without_managed_fields(new), &id)?;
+    // The comparison leaves managedFields out, so neither object is copied without them.
+    record_update(ctx, &mut managers, live.unwrap_or(&empty), new, &id)?;
     managers.cap_updates(MAX_UPDATE_ENTRIES);
     Ok(managers.encode())
 }
@@ -64,7 +64,8 @@ fn starting_entries(ctx: &Context<'_>, live: Option<&Value>, new: &Value) -> Man
     }
 }
 
-/// Moves ownership for a change from `live` to `new` (both without `managedFields`) made by `id`.
+/// Moves ownership for a change from `live` to `new` made by `id` (their `managedFields` are
+/// not looked at).
 pub(crate) fn record_update(
     ctx: &Context<'_>,
     managers: &mut Managers,
@@ -73,12 +74,13 @@ pub(crate) fn record_update(
     id: &ManagerId,
 ) -> Result<(), FieldManagerError> {
     let comparison = compare(live, new, ctx.shape)?.excluding(&ctx.ignored);
-    let set_fields = comparison.set_fields();
+    let mut taken = comparison.set_fields();
     for entry in managers.entries.values_mut() {
-        entry.fields = entry.fields.difference(&set_fields).difference(&comparison.removed);
+        entry.fields.subtract(&taken);
+        entry.fields.subtract(&comparison.removed);
     }
     managers.drop_empty();
-    let taken = set_fields.difference(&strip_set());
+    taken.subtract(strip_set());
     if taken.is_empty() {
         return Ok(());
     }
@@ -87,7 +89,7 @@ pub(crate) fn record_update(
         api_version: ctx.api_version.to_string(),
         time: None,
     });
-    entry.fields = entry.fields.union(&taken);
+    entry.fields.extend(&taken);
     entry.time = Some(ctx.now.to_string());
     Ok(())
 }
