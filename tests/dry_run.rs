@@ -128,6 +128,14 @@ fn run(backend: Backend) {
         "deployment.apps/web labeled (server dry run)",
     );
     dry(&cluster, &["annotate", "pod", "box", "note=x", server], "pod/box annotated (server dry run)");
+    dry(
+        &cluster,
+        &["patch", "configmap", "settings", "--type", "merge", "-p", r#"{"data":{"mode":"slow"}}"#, server],
+        "configmap/settings patched",
+    );
+    // A delete of the whole collection (kubectl deletes one by one, so this goes raw).
+    dry(&cluster, &["delete", "--raw", "/api/v1/namespaces/default/configmaps?dryRun=All"], "ConfigMapList");
+    dry(&cluster, &["delete", "--raw", "/api/v1/namespaces/default/pods?dryRun=All"], "\"box\"");
 
     // A dry-run answer is the object as it would be, with the server's defaults and checks.
     let created = get(&cluster, &["create", "-f", &new_map, server]);
