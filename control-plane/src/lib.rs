@@ -18,10 +18,12 @@
 //! - Only requests with a client certificate the cluster CA signed reach resources.
 
 pub mod apiserver;
+pub mod controllers;
 pub mod fieldmanager;
 pub mod kv;
 pub mod master;
 pub mod patch;
 pub mod pki;
 pub mod registry;
+pub mod scheduler;
 pub mod up;
