@@ -18,8 +18,11 @@
 //! - Only requests with a client certificate the cluster CA signed reach resources.
 
 pub mod apiserver;
+pub mod client;
 pub mod controllers;
+pub mod election;
 pub mod fieldmanager;
+pub mod informer;
 pub mod kv;
 pub mod master;
 pub mod patch;
@@ -27,3 +30,4 @@ pub mod pki;
 pub mod registry;
 pub mod scheduler;
 pub mod up;
+pub mod workqueue;

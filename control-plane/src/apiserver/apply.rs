@@ -236,6 +236,7 @@ mod tests {
             content_type: "application/json".into(),
             body: Bytes::new(),
             headers,
+            fence: None,
         }
     }
 

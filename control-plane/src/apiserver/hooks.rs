@@ -123,8 +123,8 @@ pub async fn create(
     for _ in 0..ALLOCATION_ATTEMPTS {
         let claims = allocate_service(object);
         let created = match mode {
-            WriteMode::Commit => create_with_claims(api, resource, namespace, name, object, &claims).await?,
             WriteMode::DryRun => check_claims(api, resource, namespace, name, object, &claims).await?,
+            _ => create_with_claims(api, resource, namespace, name, object, &claims, mode).await?,
         };
         match created {
             Some(stored) => return Ok(stored),
@@ -179,6 +179,7 @@ async fn create_with_claims(
     name: &str,
     object: &Value,
     claims: &[Vec<u8>],
+    mode: WriteMode,
 ) -> Result<Option<Stored>, ApiError> {
     let key = resource.key(namespace, name).into_bytes();
     let owner = key.clone();
@@ -186,8 +187,12 @@ async fn create_with_claims(
     compare.extend(claims.iter().map(|claim| Compare::mod_revision(claim, 0)));
     let mut success = vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }];
     success.extend(claims.iter().map(|claim| TxnOp::Put { key: claim.clone(), value: owner.clone(), lease: 0 }));
-    let txn = Txn { compare, success, failure: vec![TxnOp::Get(Range::key(&key))] };
+    let mut txn = Txn { compare, success, failure: vec![TxnOp::Get(Range::key(&key))] };
+    mode.guard(&mut txn);
     let outcome = api.storage.kv.txn(txn).await?;
+    if let Some(fenced) = (!outcome.succeeded).then(|| mode.fence_failure(&outcome)).flatten() {
+        return Err(fenced);
+    }
     if outcome.succeeded {
         let mut created = object.clone();
         object::set_resource_version(&mut created, outcome.revision);
@@ -244,7 +249,7 @@ pub async fn delete(
         "pods" => pod_grace_seconds(&current.object, grace_period_seconds),
         _ => 0,
     };
-    let commit = mode == WriteMode::Commit;
+    let commit = !mode.is_dry_run();
     if resource.plural == "namespaces" {
         let marked = mark_deleting(api, resource, namespace, name, &current, 0, mode).await?;
         if commit {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::object;
 use super::resources::Resource;
 use super::status::ApiError;
-use crate::kv::{Compare, Kv, OpResult, Range, Txn, TxnOp, prefix_end};
+use crate::kv::{Compare, Kv, OpResult, Range, Txn, TxnOp, TxnResult, prefix_end};
 
 /// Objects a single list page may hold at most, whatever `limit` asks.
 pub const MAX_PAGE: i64 = 10_000;
@@ -19,19 +19,99 @@ pub const UPDATE_ATTEMPTS: usize = 16;
 /// Whether a request's writes reach the store. Under `dryRun=All` every write is checked as it
 /// would be in its txn (the key absent for a create, still at the expected revision for an
 /// update or delete) by reading, and nothing is written: the store's revision and contents stay
-/// exactly as they were, as kube-apiserver's dry-run storage leaves etcd.
+/// exactly as they were, as kube-apiserver's dry-run storage leaves etcd. A fenced write is a
+/// commit whose txn also requires the writer's leadership to be current ([`Fence`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum WriteMode {
     #[default]
     Commit,
     DryRun,
+    Fenced(Fence),
 }
 
 impl WriteMode {
     pub fn dry_run(dry_run: bool) -> WriteMode {
         if dry_run { WriteMode::DryRun } else { WriteMode::Commit }
     }
+
+    pub fn is_dry_run(self) -> bool {
+        self == WriteMode::DryRun
+    }
+
+    /// Adds the fence's compare (and, on failure, a read of the fence key) to a write's txn.
+    pub fn guard(self, txn: &mut Txn) {
+        if let WriteMode::Fenced(fence) = self {
+            let key = fence.component.key();
+            txn.compare.push(Compare::mod_revision(key.as_bytes(), fence.revision));
+            txn.failure.push(TxnOp::Get(Range::key(key.as_bytes())));
+        }
+    }
+
+    /// After a failed guarded txn: the fence error when the fence is what failed.
+    pub fn fence_failure(self, outcome: &TxnResult) -> Option<ApiError> {
+        let WriteMode::Fenced(fence) = self else { return None };
+        let now = match outcome.results.last() {
+            Some(OpResult::Get(fence_read)) => fence_read.kvs.first().map_or(0, |kv| kv.mod_revision),
+            _ => return None,
+        };
+        (now != fence.revision).then(|| fence.rejected(now))
+    }
 }
+
+/// The leader-elected components whose writes are fenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Component {
+    Scheduler,
+    ControllerManager,
+}
+
+impl Component {
+    /// The Lease the component is elected through (namespace kube-system).
+    pub fn lease_name(self) -> &'static str {
+        match self {
+            Component::Scheduler => "kube-scheduler",
+            Component::ControllerManager => "kube-controller-manager",
+        }
+    }
+
+    /// The fence key: written in the same txn as every change of the Lease's holder, and only
+    /// then, so its mod revision names one term of leadership.
+    pub fn key(self) -> String {
+        format!("{FENCE_PREFIX}{}", self.lease_name())
+    }
+}
+
+/// Where the fence keys live (outside every resource's prefix, so no list or watch sees them).
+pub const FENCE_PREFIX: &str = "/registry/keel.dev/fences/";
+
+/// A leadership term: the fence key's mod revision when this holder acquired the Lease. A
+/// write carrying it succeeds only while the key is still at that revision, that is, while no
+/// other holder has taken the Lease since — on the embedded store and on real etcd alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub component: Component,
+    pub revision: i64,
+}
+
+impl Fence {
+    /// The error a write gets once its leadership is gone: 403, and never worth a retry by
+    /// the same holder.
+    pub fn rejected(self, now: i64) -> ApiError {
+        FENCED_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::forbidden(format!(
+            "{FENCED_MESSAGE}: {} lost its leadership (fence {} is at revision {now}, this holder's term began at {})",
+            self.component.lease_name(),
+            self.component.key(),
+            self.revision
+        ))
+    }
+}
+
+/// The start of every fenced write's error message, which clients match on.
+pub const FENCED_MESSAGE: &str = "write fenced";
+
+/// Writes refused by a fence since the process started (the `keel_fenced_writes_total` metric).
+pub static FENCED_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One stored object with its resourceVersion (mod revision).
 #[derive(Clone, Debug)]
@@ -130,20 +210,23 @@ impl Storage {
         mode: WriteMode,
     ) -> Result<Stored, ApiError> {
         let key = resource.key(namespace, name).into_bytes();
-        if mode == WriteMode::DryRun {
+        if mode.is_dry_run() {
             if self.kv.range(Range::key(&key)).await?.kvs.is_empty() {
                 return Ok(Stored { object: object.clone(), revision: 0 });
             }
             return Err(ApiError::already_exists(resource.group, resource.plural, name));
         }
-        let txn = Txn {
+        let mut txn = Txn {
             compare: vec![Compare::mod_revision(&key, 0)],
             success: vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }],
             failure: vec![],
         };
+        mode.guard(&mut txn);
         let outcome = self.kv.txn(txn).await?;
         if !outcome.succeeded {
-            return Err(ApiError::already_exists(resource.group, resource.plural, name));
+            return Err(mode
+                .fence_failure(&outcome)
+                .unwrap_or_else(|| ApiError::already_exists(resource.group, resource.plural, name)));
         }
         let mut created = object.clone();
         object::set_resource_version(&mut created, outcome.revision);
@@ -162,18 +245,22 @@ impl Storage {
         mode: WriteMode,
     ) -> Result<Stored, ApiError> {
         let key = resource.key(namespace, name).into_bytes();
-        if mode == WriteMode::DryRun {
+        if mode.is_dry_run() {
             self.check_unchanged(resource, name, &key, expected_revision).await?;
             let mut updated = object.clone();
             object::set_resource_version(&mut updated, expected_revision);
             return Ok(Stored { object: updated, revision: expected_revision });
         }
-        let txn = Txn {
+        let mut txn = Txn {
             compare: vec![Compare::mod_revision(&key, expected_revision)],
             success: vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }],
             failure: vec![TxnOp::Get(Range::key(&key))],
         };
+        mode.guard(&mut txn);
         let outcome = self.kv.txn(txn).await?;
+        if let Some(fenced) = (!outcome.succeeded).then(|| mode.fence_failure(&outcome)).flatten() {
+            return Err(fenced);
+        }
         if outcome.succeeded {
             let mut updated = object.clone();
             object::set_resource_version(&mut updated, outcome.revision);
@@ -197,15 +284,19 @@ impl Storage {
         mode: WriteMode,
     ) -> Result<Stored, ApiError> {
         let key = resource.key(namespace, name).into_bytes();
-        if mode == WriteMode::DryRun {
+        if mode.is_dry_run() {
             return self.check_unchanged(resource, name, &key, expected_revision).await;
         }
-        let txn = Txn {
+        let mut txn = Txn {
             compare: vec![Compare::mod_revision(&key, expected_revision)],
             success: vec![TxnOp::Delete { key: key.clone(), range_end: None }],
             failure: vec![TxnOp::Get(Range::key(&key))],
         };
+        mode.guard(&mut txn);
         let outcome = self.kv.txn(txn).await?;
+        if let Some(fenced) = (!outcome.succeeded).then(|| mode.fence_failure(&outcome)).flatten() {
+            return Err(fenced);
+        }
         if outcome.succeeded {
             return match outcome.results.first() {
                 Some(OpResult::Delete { prev, .. }) => prev

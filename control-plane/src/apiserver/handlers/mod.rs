@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::options::DeleteBody;
 use super::request::{self, OptionsKind, Params, Query, Shape, Target, Verb};
 use super::status::ApiError;
-use super::storage::WriteMode;
+use super::storage::{Fence, WriteMode};
 use super::{Api, MAX_BODY_BYTES};
 use crate::pki::ClientIdentity;
 
@@ -32,12 +32,20 @@ pub struct Call {
     pub content_type: String,
     pub body: Bytes,
     pub headers: HeaderMap,
+    /// The leadership term an in-process caller (the scheduler, a controller) writes under:
+    /// its writes then succeed only while that term lasts. Only in-process callers can set it
+    /// (a request extension, never a header).
+    pub fence: Option<Fence>,
 }
 
 impl Call {
     /// Whether this request's writes reach the store (`dryRun=All`: they do not).
     pub fn write_mode(&self) -> WriteMode {
-        WriteMode::dry_run(self.query.dry_run)
+        match self.fence {
+            _ if self.query.dry_run => WriteMode::DryRun,
+            Some(fence) => WriteMode::Fenced(fence),
+            None => WriteMode::Commit,
+        }
     }
 }
 
@@ -60,7 +68,17 @@ async fn prepare(target: Target, request: Request<Body>) -> Result<Call, ApiErro
     let content_type = request::content_type(&parts.headers);
     let body = read_body(body).await?;
     let query = decode_options(&params, verb, &content_type, &body)?;
-    Ok(Call { shape: request::shape(&parts.headers), content_type, target, verb, query, body, headers: parts.headers })
+    let fence = parts.extensions.get::<Fence>().copied();
+    Ok(Call {
+        shape: request::shape(&parts.headers),
+        content_type,
+        target,
+        verb,
+        query,
+        body,
+        headers: parts.headers,
+        fence,
+    })
 }
 
 /// The options of the request's verb. A delete with a body takes its DeleteOptions from the
