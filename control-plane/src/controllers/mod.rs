@@ -4,3 +4,4 @@
 pub mod action;
 pub mod endpoints;
 pub mod endpointslices;
+pub mod node_lifecycle;
