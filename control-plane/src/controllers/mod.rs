@@ -4,4 +4,10 @@
 pub mod action;
 pub mod endpoints;
 pub mod endpointslices;
+pub mod garbage_collector;
+pub mod kubernetes_service;
+pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod pod_gc;
+pub mod service_account;
