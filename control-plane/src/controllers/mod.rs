@@ -2,3 +2,12 @@
 //! a [`action::Plan`] out) run by the controller runtime over the informer caches.
 
 pub mod action;
+pub mod endpoints;
+pub mod endpointslices;
+pub mod garbage_collector;
+pub mod kubernetes_service;
+pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod pod_gc;
+pub mod service_account;
