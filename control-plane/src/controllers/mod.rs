@@ -2,3 +2,4 @@
 //! a [`action::Plan`] out) run by the controller runtime over the informer caches.
 
 pub mod action;
+pub mod replicaset;
