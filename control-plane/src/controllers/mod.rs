@@ -2,4 +2,5 @@
 //! a [`action::Plan`] out) run by the controller runtime over the informer caches.
 
 pub mod action;
+pub mod deployment;
 pub mod replicaset;
