@@ -115,9 +115,10 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     let server = format!("https://127.0.0.1:{}", ports(args.port_base, 0).api);
     let kubeconfig = args.dir.join("kubeconfig");
     pki::write_kubeconfig(&kubeconfig, &server, &cluster_pki, "keel")?;
+    let mut agent = None;
     if args.agents > 0 {
         match start_agent(&exe, &args, &cluster_pki).await {
-            Ok(agent) => children.push(agent),
+            Ok(child) => agent = Some(child),
             Err(error) => {
                 stop_all(children).await;
                 return Err(error);
@@ -125,10 +126,21 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         }
     }
     print_usage(&args, &cluster_pki, &kubeconfig);
-    tokio::select! {
-        () = &mut asked_to_stop => println!("stopping the masters"),
-        index = any_exit(&mut children) => eprintln!("{} exited; stopping the others", child_name(index)),
+    loop {
+        tokio::select! {
+            () = &mut asked_to_stop => println!("stopping the masters"),
+            index = any_exit(&mut children) => eprintln!("{} exited; stopping the others", child_name(index)),
+            // A node agent that dies leaves the control plane up: its nodes go NotReady, as
+            // Kubernetes' nodes do when a kubelet dies.
+            status = async { agent.as_mut()?.wait().await.ok() }, if agent.is_some() => {
+                eprintln!("the node agent exited ({status:?}); the masters keep running");
+                agent = None;
+                continue;
+            }
+        }
+        break;
     }
+    children.extend(agent);
     stop_all(children).await;
     Ok(())
 }
