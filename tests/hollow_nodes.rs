@@ -119,7 +119,9 @@ fn hollow_nodes_register_renew_run_pods_finish_deletions_and_stop_when_killed() 
         .as_array()
         .expect("conditions")
         .iter()
-        .map(|c| (c["type"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or(""), c["reason"].as_str().unwrap_or("")))
+        .map(|c| {
+            (c["type"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or(""), c["reason"].as_str().unwrap_or(""))
+        })
         .collect();
     assert_eq!(
         conditions,
@@ -173,18 +175,35 @@ fn hollow_nodes_register_renew_run_pods_finish_deletions_and_stop_when_killed() 
         .collect();
     assert_eq!(
         kinds,
-        [("PodReadyToStartContainers", "True"), ("Initialized", "True"), ("Ready", "True"), ("ContainersReady", "True"), ("PodScheduled", "True")]
+        [
+            ("PodReadyToStartContainers", "True"),
+            ("Initialized", "True"),
+            ("Ready", "True"),
+            ("ContainersReady", "True"),
+            ("PodScheduled", "True")
+        ]
     );
-    assert!(pod["status"]["conditions"][2].get("reason").is_none(), "a True Ready keeps no stale reason: {}", pod["status"]);
+    assert!(
+        pod["status"]["conditions"][2].get("reason").is_none(),
+        "a True Ready keeps no stale reason: {}",
+        pod["status"]
+    );
     assert!(pod["status"]["startTime"].as_str().is_some_and(|t| t.ends_with('Z') && !t.contains('.')));
     let container = &pod["status"]["containerStatuses"][0];
     assert_eq!((container["ready"].as_bool(), container["started"].as_bool()), (Some(true), Some(true)));
     assert!(container["containerID"].as_str().is_some_and(|id| id.starts_with("simulated://")));
     let wide = ok(&cluster, &["get", "pods", "-o", "wide"]);
     let header: Vec<&str> = wide.lines().next().expect("header").split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]);
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]
+    );
     let row: Vec<&str> = wide.lines().nth(1).expect("a row").split_whitespace().collect();
-    assert_eq!((row[0], row[1], row[2], row[3], row[5], row[6]), ("web", "1/1", "Running", "0", ip.as_str(), "hollow-2"), "{wide}");
+    assert_eq!(
+        (row[0], row[1], row[2], row[3], row[5], row[6]),
+        ("web", "1/1", "Running", "0", ip.as_str(), "hollow-2"),
+        "{wide}"
+    );
 
     // kubectl delete (grace 30 s) finishes because the agent stops the pod and deletes it.
     let started = Instant::now();

@@ -201,10 +201,10 @@ impl<R: Runtime> Agent<R> {
             ticker.tick().await;
             self.renew(&node, &mut lease).await;
             renewals += 1;
-            if renewals % REPORT_EVERY == 0 {
-                if let Err(error) = node::report_status(&self.client, &node, &self.shape).await {
-                    tracing::warn!(node = %node.name, %error, "reporting node status failed");
-                }
+            if renewals.is_multiple_of(REPORT_EVERY)
+                && let Err(error) = node::report_status(&self.client, &node, &self.shape).await
+            {
+                tracing::warn!(node = %node.name, %error, "reporting node status failed");
             }
         }
     }

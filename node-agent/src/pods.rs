@@ -152,12 +152,13 @@ async fn run<R: Runtime>(agent: &Agent<R>, key: &str, pod: &Pod, record: Option<
     // A pod whose containers all finished for good (restartPolicy Never/OnFailure) gives its
     // sandbox back, as the kubelet kills the sandbox of a terminal pod.
     let phase = record.last_status.as_ref().and_then(|s| s.get("phase")).and_then(|p| p.as_str());
-    if matches!(phase, Some("Succeeded" | "Failed")) && !record.stopped {
-        if let Some(id) = &record.sandbox_id {
-            agent.runtime.stop_sandbox(id).await?;
-            record.stopped = true;
-            store(agent, key, &record);
-        }
+    if matches!(phase, Some("Succeeded" | "Failed"))
+        && !record.stopped
+        && let Some(id) = &record.sandbox_id
+    {
+        agent.runtime.stop_sandbox(id).await?;
+        record.stopped = true;
+        store(agent, key, &record);
     }
     Ok(())
 }
