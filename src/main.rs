@@ -23,6 +23,8 @@ enum Role {
     Up(keel_control_plane::up::UpArgs),
     /// A master: an embedded store replica and the Kubernetes API server on it.
     Master(Box<keel_control_plane::master::MasterArgs>),
+    /// A node agent: registers Nodes, renews their Leases, runs the pods bound to them.
+    Agent(Box<keel_node_agent::AgentArgs>),
     /// The store alone: an etcd-compatible server (etcd's flag names).
     Store(StoreCommand),
     /// Benchmarks against any list of etcd v3 endpoints (Keel or real etcd).
@@ -96,6 +98,7 @@ fn run(runtime: &tokio::runtime::Runtime, role: Role) -> Result<()> {
         }
         Role::Up(args) => runtime.block_on(keel_control_plane::up::run(args))?,
         Role::Master(args) => runtime.block_on(keel_control_plane::master::run(*args))?,
+        Role::Agent(args) => runtime.block_on(keel_node_agent::run(*args))?,
         Role::Bench(cmd) => runtime.block_on(keel_chaos::bench::run_command(cmd))?,
     }
     Ok(())

@@ -4,6 +4,10 @@
 //! replica with mutual TLS between peers, plus the API server), waits until every API server
 //! answers `/readyz`, writes a kubeconfig, prints how to use kubectl and etcdctl, and stops the
 //! children (by PID: SIGTERM, then SIGKILL after a grace period) on Ctrl-C or SIGTERM.
+//!
+//! With `--agents N`, once the masters are ready it also starts one `keel agent --nodes N`
+//! child (the same binary; the control plane does not link the node agent: they only talk
+//! through the API) with the admin client certificate, stopped first when `up` stops.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,6 +39,12 @@ pub struct UpArgs {
     /// Run the API servers on these etcd v3 endpoints instead of embedded store replicas.
     #[arg(long, value_delimiter = ',')]
     pub store_endpoints: Vec<String>,
+    /// Hollow nodes to run in one `keel agent` child once the masters are ready (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub agents: usize,
+    /// The agent's container runtime (`keel agent --runtime`).
+    #[arg(long, default_value = "simulated")]
+    pub runtime: String,
 }
 
 /// One master's ports.
@@ -61,6 +71,8 @@ pub enum UpError {
     Io { what: String, source: std::io::Error },
     #[error("master {0} exited before it was ready; see its log in {1}")]
     MasterExited(usize, PathBuf),
+    #[error("the node agent exited at once; see its log in {0}")]
+    AgentExited(PathBuf),
     #[error("the API servers were not ready within {0:?}; see the logs in {1}")]
     NotReady(Duration, PathBuf),
 }
@@ -103,11 +115,32 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     let server = format!("https://127.0.0.1:{}", ports(args.port_base, 0).api);
     let kubeconfig = args.dir.join("kubeconfig");
     pki::write_kubeconfig(&kubeconfig, &server, &cluster_pki, "keel")?;
-    print_usage(&args, &cluster_pki, &kubeconfig);
-    tokio::select! {
-        () = &mut asked_to_stop => println!("stopping the masters"),
-        index = any_exit(&mut children) => eprintln!("master {} exited; stopping the others", index + 1),
+    let mut agent = None;
+    if args.agents > 0 {
+        match start_agent(&exe, &args, &cluster_pki).await {
+            Ok(child) => agent = Some(child),
+            Err(error) => {
+                stop_all(children).await;
+                return Err(error);
+            }
+        }
     }
+    print_usage(&args, &cluster_pki, &kubeconfig);
+    loop {
+        tokio::select! {
+            () = &mut asked_to_stop => println!("stopping the masters"),
+            index = any_exit(&mut children) => eprintln!("{} exited; stopping the others", child_name(index)),
+            // A node agent that dies leaves the control plane up: its nodes go NotReady, as
+            // Kubernetes' nodes do when a kubelet dies.
+            status = async { agent.as_mut()?.wait().await.ok() }, if agent.is_some() => {
+                eprintln!("the node agent exited ({status:?}); the masters keep running");
+                agent = None;
+                continue;
+            }
+        }
+        break;
+    }
+    children.extend(agent);
     stop_all(children).await;
     Ok(())
 }
@@ -143,6 +176,47 @@ fn start_master(exe: &Path, args: &UpArgs, cluster_pki: &Pki, index: usize) -> R
         std::fs::write(&pid_path, pid.to_string()).map_err(io(format!("writing {}", pid_path.display())))?;
     }
     Ok(child)
+}
+
+/// Starts `keel agent --nodes N` against every master, logging to `agent.log`, its PID in
+/// `agent.pid`; fails if it exits within its first half second (bad flags, bad certificates).
+async fn start_agent(exe: &Path, args: &UpArgs, cluster_pki: &Pki) -> Result<Child, UpError> {
+    let log_path = args.dir.join("agent.log");
+    let log = std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+    let log_err = log.try_clone().map_err(io("duplicating the log file"))?;
+    let servers: Vec<String> =
+        (0..MASTERS).map(|i| format!("https://127.0.0.1:{}", ports(args.port_base, i).api)).collect();
+    let mut child = Command::new(exe)
+        .arg("agent")
+        .args(["--worker-threads", "1", "--runtime", &args.runtime, "--nodes", &args.agents.to_string()])
+        .arg("--server")
+        .arg(servers.join(","))
+        .arg("--ca")
+        .arg(cluster_pki.ca_cert())
+        .arg("--cert")
+        .arg(cluster_pki.admin_cert())
+        .arg("--key")
+        .arg(cluster_pki.admin_key())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io("starting the node agent"))?;
+    if let Some(pid) = child.id() {
+        let pid_path = args.dir.join("agent.pid");
+        std::fs::write(&pid_path, pid.to_string()).map_err(io(format!("writing {}", pid_path.display())))?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Ok(Some(_)) = child.try_wait() {
+        return Err(UpError::AgentExited(log_path));
+    }
+    Ok(child)
+}
+
+/// Children are the masters in order, then the agent.
+fn child_name(index: usize) -> String {
+    if index < MASTERS { format!("master {}", index + 1) } else { "the node agent".to_string() }
 }
 
 /// Runtime threads for each master: the machine's CPUs shared by the three, at least one.
@@ -238,7 +312,11 @@ async fn probe_ready(connector: &tokio_rustls::TlsConnector, port: u16) -> bool 
 fn print_usage(args: &UpArgs, cluster_pki: &Pki, kubeconfig: &Path) {
     let endpoints: Vec<String> =
         (0..MASTERS).map(|i| format!("https://127.0.0.1:{}", ports(args.port_base, i).store)).collect();
-    println!("Keel is up: {MASTERS} masters (logs in {}).", args.dir.display());
+    if args.agents > 0 {
+        println!("Keel is up: {MASTERS} masters, {} hollow nodes (logs in {}).", args.agents, args.dir.display());
+    } else {
+        println!("Keel is up: {MASTERS} masters (logs in {}).", args.dir.display());
+    }
     println!();
     println!("  export KUBECONFIG={}", absolute(kubeconfig).display());
     println!("  kubectl get nodes,namespaces");
@@ -295,10 +373,10 @@ async fn stop_all(children: Vec<Child>) {
     let stops = children.into_iter().enumerate().map(|(index, mut child)| async move {
         match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => eprintln!("master {} exited with {status}", index + 1),
-            Ok(Err(error)) => eprintln!("master {}: waiting for it failed: {error}", index + 1),
+            Ok(Ok(status)) => eprintln!("{} exited with {status}", child_name(index)),
+            Ok(Err(error)) => eprintln!("{}: waiting for it failed: {error}", child_name(index)),
             Err(_) => {
-                eprintln!("master {} did not stop within {STOP_GRACE:?}; killing it", index + 1);
+                eprintln!("{} did not stop within {STOP_GRACE:?}; killing it", child_name(index));
                 let _ = child.kill().await;
             }
         }

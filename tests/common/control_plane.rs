@@ -49,6 +49,11 @@ fn free_port_base() -> u16 {
 
 impl UpCluster {
     pub fn start(dir: &Path, backend: Backend) -> UpCluster {
+        UpCluster::start_with(dir, backend, &[])
+    }
+
+    /// `keel up` with extra flags (`--agents 3 --runtime simulated`).
+    pub fn start_with(dir: &Path, backend: Backend, extra_args: &[&str]) -> UpCluster {
         let mut cluster = UpCluster {
             up: None,
             etcd: None,
@@ -65,6 +70,7 @@ impl UpCluster {
             command.arg("--store-endpoints").arg(&url);
             cluster.etcd_url = Some(url);
         }
+        command.args(extra_args);
         command.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
         let mut up = command.spawn().expect("start keel up");
         let stdout = up.stdout.take().expect("stdout");
@@ -186,13 +192,20 @@ impl UpCluster {
             .collect()
     }
 
+    /// The PID of the node agent `keel up --agents` started, as its pid file names it.
+    pub fn agent_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("agent.pid")).ok()?.trim().parse().ok()
+    }
+
     pub fn logs(&self) -> String {
-        (1..=3)
-            .map(|i| {
-                let path = self.dir.join(format!("master-{i}.log"));
+        ["master-1", "master-2", "master-3", "agent"]
+            .iter()
+            .filter(|name| self.dir.join(format!("{name}.log")).exists())
+            .map(|name| {
+                let path = self.dir.join(format!("{name}.log"));
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                format!("--- master-{i} ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                format!("--- {name} ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -245,9 +258,9 @@ impl Drop for UpCluster {
             terminate(up.id());
             wait_or_kill(&mut up, Duration::from_secs(20));
         }
-        // Masters left behind by an `up` that could not stop them.
-        for i in 1..=3 {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("master-{i}.pid"))) {
+        // Masters (and the agent) left behind by an `up` that could not stop them.
+        for name in ["master-1", "master-2", "master-3", "agent"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{name}.pid"))) {
                 // Only if that PID is still one of our masters (PIDs get reused).
                 let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
                 let ours = String::from_utf8_lossy(&cmdline).contains(&*self.dir.to_string_lossy());
