@@ -77,7 +77,11 @@ fn main() {
     let total = started.elapsed();
     let per_pod = |d: Duration| d.as_secs_f64() * 1e6 / pods as f64;
     println!("scheduler: {pods} pods onto {nodes} nodes, {scheduled} scheduled");
-    println!("  whole loop (queue, PodInfo, schedule_one, assume): {:.1} µs/pod, {:.0} pods/s", per_pod(total), pods as f64 / total.as_secs_f64());
+    println!(
+        "  whole loop (queue, PodInfo, schedule_one, assume): {:.1} µs/pod, {:.0} pods/s",
+        per_pod(total),
+        pods as f64 / total.as_secs_f64()
+    );
     println!("  schedule_one alone: {:.1} µs/pod", per_pod(in_schedule));
     let busiest = cache.nodes().iter().map(|n| n.pods.len()).max().unwrap_or(0);
     let idlest = cache.nodes().iter().map(|n| n.pods.len()).min().unwrap_or(0);

@@ -215,10 +215,17 @@ where
             }
         };
         let from = subscription.from;
-        match subscription.start {
-            Start::Snapshot(objects) => informer.install(&objects),
-            Start::Replay(_) => unreachable_start(),
-        }
+        let Start::Snapshot(objects) = subscription.start else {
+            // A snapshot subscription always starts with a snapshot; anything else would be
+            // a cache bug, and subscribing again recovers from it.
+            tracing::error!(
+                resource = informer.resource.plural,
+                "the watch cache answered a snapshot subscription with a replay"
+            );
+            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+            continue;
+        };
+        informer.install(&objects);
         let mut notices = subscription.notices;
         while let Some(notice) = notices.recv().await {
             let Notice::Events(events) = notice else { continue };
@@ -229,10 +236,4 @@ where
         tracing::debug!(resource = informer.resource.plural, "informer subscription ended; re-syncing");
         tokio::time::sleep(RESUBSCRIBE_DELAY).await;
     }
-}
-
-/// A snapshot subscription always starts with a snapshot; a replay here would be a cache bug,
-/// and re-subscribing recovers from it.
-fn unreachable_start() {
-    tracing::error!("the watch cache answered a snapshot subscription with a replay");
 }

@@ -40,7 +40,11 @@ pub fn sync<N: Borrow<Node>>(
     let mut plan = Plan::default();
     let Some(service) = service else {
         if let Some(current) = current {
-            plan.push(Action::Delete { target: target(&current.metadata), uid: current.metadata.uid.clone(), propagation: None });
+            plan.push(Action::Delete {
+                target: target(&current.metadata),
+                uid: current.metadata.uid.clone(),
+                propagation: None,
+            });
         }
         return plan;
     };
@@ -124,7 +128,11 @@ pub fn sync<N: Borrow<Node>>(
 }
 
 fn target(metadata: &ObjectMeta) -> ObjectRef {
-    ObjectRef { resource: ENDPOINTS, namespace: metadata.namespace.clone(), name: metadata.name.clone().unwrap_or_default() }
+    ObjectRef {
+        resource: ENDPOINTS,
+        namespace: metadata.namespace.clone(),
+        name: metadata.name.clone().unwrap_or_default(),
+    }
 }
 
 /// Service labels plus the headless label; labels someone else put on the Endpoints that the
@@ -150,7 +158,8 @@ fn pack(entries: Vec<(EndpointAddress, Vec<EndpointPort>, bool)>) -> (Vec<Endpoi
     // Ready first, then by IP, so truncation drops not-ready addresses first and stays stable.
     entries.sort_by(|a, b| (!a.2, &a.0.ip).cmp(&(!b.2, &b.0.ip)));
     entries.truncate(MAX_ADDRESSES);
-    let mut groups: BTreeMap<PortKey, (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
+    let mut groups: BTreeMap<PortKey, (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>)> =
+        BTreeMap::new();
     for (address, mut ports, ready) in entries {
         ports.sort_by(|a, b| port_sort_key(a).cmp(&port_sort_key(b)));
         let key: PortKey = ports.iter().map(port_sort_key).collect();
@@ -198,7 +207,9 @@ mod tests {
 
     fn written(plan: &Plan) -> Endpoints {
         match &plan.actions[..] {
-            [Action::Create { object, .. } | Action::Update { object, .. }] => serde_json::from_value(object.clone()).unwrap(),
+            [Action::Create { object, .. } | Action::Update { object, .. }] => {
+                serde_json::from_value(object.clone()).unwrap()
+            }
             other => panic!("expected one write, got {other:?}"),
         }
     }
@@ -243,7 +254,9 @@ mod tests {
         assert_eq!(updated.subsets.unwrap()[0].addresses.as_ref().unwrap().len(), 2);
 
         let gone = sync(None, &[], &nodes, Some(&current));
-        assert!(matches!(&gone.actions[..], [Action::Delete { target, uid, .. }] if target.name == "web" && uid.as_deref() == Some("uid-ep")));
+        assert!(
+            matches!(&gone.actions[..], [Action::Delete { target, uid, .. }] if target.name == "web" && uid.as_deref() == Some("uid-ep"))
+        );
     }
 
     #[test]
@@ -265,21 +278,29 @@ mod tests {
         let mut b = pod("b", "10.0.0.2", "n1", true);
         b.spec.as_mut().unwrap().containers[0].ports = None;
         let subsets = written(&sync(Some(&svc), &[&a, &b], &nodes(&[("n1", "z")]), None)).subsets.unwrap();
-        let shape: Vec<_> = subsets.iter().map(|s| (s.ports.as_ref().map_or(0, Vec::len), s.addresses.as_ref().unwrap()[0].ip.clone())).collect();
+        let shape: Vec<_> = subsets
+            .iter()
+            .map(|s| (s.ports.as_ref().map_or(0, Vec::len), s.addresses.as_ref().unwrap()[0].ip.clone()))
+            .collect();
         assert!(shape.contains(&(2, "10.0.0.3".into())) && shape.contains(&(1, "10.0.0.2".into())), "{shape:?}");
     }
 
     #[test]
     fn more_than_the_cap_is_truncated_and_annotated() {
         let svc = web();
-        let pods: Vec<Pod> = (0..1005).map(|i| pod(&format!("p{i}"), &format!("10.2.{}.{}", i / 250, i % 250), "n1", i % 2 == 0)).collect();
+        let pods: Vec<Pod> = (0..1005)
+            .map(|i| pod(&format!("p{i}"), &format!("10.2.{}.{}", i / 250, i % 250), "n1", i % 2 == 0))
+            .collect();
         let refs: Vec<&Pod> = pods.iter().collect();
         let endpoints = written(&sync(Some(&svc), &refs, &nodes(&[("n1", "z")]), None));
         let subset = &endpoints.subsets.unwrap()[0];
         let ready = subset.addresses.as_ref().map_or(0, Vec::len);
         let not_ready = subset.not_ready_addresses.as_ref().map_or(0, Vec::len);
         assert_eq!((ready, not_ready), (503, 497), "ready addresses are kept first");
-        assert_eq!(endpoints.metadata.annotations.unwrap().get(OVER_CAPACITY_ANNOTATION).map(String::as_str), Some("truncated"));
+        assert_eq!(
+            endpoints.metadata.annotations.unwrap().get(OVER_CAPACITY_ANNOTATION).map(String::as_str),
+            Some("truncated")
+        );
     }
 
     #[test]

@@ -79,7 +79,8 @@ pub fn sync<N: Borrow<Node>>(
     let service_name = service.metadata.name.clone().unwrap_or_default();
     let max = config.max_endpoints_per_slice.clamp(1, API_MAX_ENDPOINTS_PER_SLICE);
 
-    let ours: Vec<&EndpointSlice> = existing.iter().copied().filter(|s| is_managed_slice_of(s, &service_name)).collect();
+    let ours: Vec<&EndpointSlice> =
+        existing.iter().copied().filter(|s| is_managed_slice_of(s, &service_name)).collect();
     let (owned, stale): (Vec<&EndpointSlice>, Vec<&EndpointSlice>) =
         ours.into_iter().partition(|s| owned_by(&s.metadata, service));
     for slice in stale {
@@ -87,7 +88,9 @@ pub fn sync<N: Borrow<Node>>(
     }
 
     let mut desired = DesiredEndpoints::default();
-    for pod in pods.iter().copied().filter(|p| selects(selector, p) && p.metadata.namespace.as_deref() == Some(&namespace)) {
+    for pod in
+        pods.iter().copied().filter(|p| selects(selector, p) && p.metadata.namespace.as_deref() == Some(&namespace))
+    {
         if !in_slices(pod) {
             continue;
         }
@@ -108,7 +111,8 @@ pub fn sync<N: Borrow<Node>>(
 
     let labels = slice_labels(service);
     let owner = owner_reference(service);
-    let context = SliceContext { namespace: &namespace, service_name: &service_name, labels: &labels, owner: &owner, max };
+    let context =
+        SliceContext { namespace: &namespace, service_name: &service_name, labels: &labels, owner: &owner, max };
     let total_desired: usize = desired.groups.values().map(BTreeMap::len).sum();
     if total_desired == 0 {
         reconcile_placeholder(&context, &owned, address_types(service)[0], &mut plan);
@@ -243,11 +247,15 @@ fn reconcile_group(
 }
 
 /// No endpoints at all: exactly one placeholder slice (no endpoints, no ports) remains.
-fn reconcile_placeholder(context: &SliceContext<'_>, owned: &[&EndpointSlice], address_type: &'static str, plan: &mut Plan) {
-    let placeholder = owned
-        .iter()
-        .copied()
-        .find(|s| s.endpoints.is_empty() && s.ports.as_ref().is_none_or(Vec::is_empty) && s.address_type == address_type);
+fn reconcile_placeholder(
+    context: &SliceContext<'_>,
+    owned: &[&EndpointSlice],
+    address_type: &'static str,
+    plan: &mut Plan,
+) {
+    let placeholder = owned.iter().copied().find(|s| {
+        s.endpoints.is_empty() && s.ports.as_ref().is_none_or(Vec::is_empty) && s.address_type == address_type
+    });
     match placeholder {
         Some(slice) => {
             let key = GroupKey { address_type, ports: Vec::new() };
@@ -279,12 +287,19 @@ fn update_if_changed(
 ) {
     let endpoints = sorted(endpoints);
     let labels_ok = context.labels.iter().all(|(k, v)| label(&slice.metadata, k) == Some(v.as_str()))
-        && slice.metadata.labels.as_ref().is_some_and(|l| {
-            !l.contains_key(HEADLESS_LABEL) || context.labels.contains_key(HEADLESS_LABEL)
-        });
+        && slice
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| !l.contains_key(HEADLESS_LABEL) || context.labels.contains_key(HEADLESS_LABEL));
     let owner_ok = slice.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r == context.owner));
     let ports_ok = port_key(slice.ports.as_deref().unwrap_or_default()) == key.ports;
-    if labels_ok && owner_ok && ports_ok && slice.address_type == key.address_type && sorted(slice.endpoints.clone()) == endpoints {
+    if labels_ok
+        && owner_ok
+        && ports_ok
+        && slice.address_type == key.address_type
+        && sorted(slice.endpoints.clone()) == endpoints
+    {
         return;
     }
     let mut updated = slice.clone();
@@ -307,7 +322,12 @@ fn update_if_changed(
     plan.push(Action::Update { target, object: to_json(&updated) });
 }
 
-fn create(context: &SliceContext<'_>, address_type: &str, ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>) -> Action {
+fn create(
+    context: &SliceContext<'_>,
+    address_type: &str,
+    ports: Vec<EndpointPort>,
+    endpoints: Vec<Endpoint>,
+) -> Action {
     let slice = EndpointSlice {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", context.service_name)),
@@ -320,7 +340,11 @@ fn create(context: &SliceContext<'_>, address_type: &str, ports: Vec<EndpointPor
         endpoints: sorted(endpoints),
         ports: Some(ports),
     };
-    Action::Create { resource: ENDPOINT_SLICES, namespace: Some(context.namespace.to_string()), object: to_json(&slice) }
+    Action::Create {
+        resource: ENDPOINT_SLICES,
+        namespace: Some(context.namespace.to_string()),
+        object: to_json(&slice),
+    }
 }
 
 fn delete(slice: &EndpointSlice, namespace: &str) -> Action {
@@ -343,12 +367,16 @@ pub(crate) fn to_json<T: serde::Serialize>(object: &T) -> Value {
 }
 
 fn is_managed_slice_of(slice: &EndpointSlice, service_name: &str) -> bool {
-    label(&slice.metadata, SERVICE_NAME_LABEL) == Some(service_name) && label(&slice.metadata, MANAGED_BY_LABEL) == Some(MANAGED_BY)
+    label(&slice.metadata, SERVICE_NAME_LABEL) == Some(service_name)
+        && label(&slice.metadata, MANAGED_BY_LABEL) == Some(MANAGED_BY)
 }
 
 fn owned_by(metadata: &ObjectMeta, service: &Service) -> bool {
     let Some(uid) = service.metadata.uid.as_deref() else { return true };
-    metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid && r.controller == Some(true)))
+    metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| r.uid == uid && r.controller == Some(true)))
 }
 
 pub(crate) fn label<'a>(metadata: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -388,7 +416,9 @@ fn phase_terminal(pod: &Pod) -> bool {
 }
 
 pub(crate) fn has_ip(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty()) || s.pod_ips.as_ref().is_some_and(|ips| !ips.is_empty()))
+    pod.status.as_ref().is_some_and(|s| {
+        s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty()) || s.pod_ips.as_ref().is_some_and(|ips| !ips.is_empty())
+    })
 }
 
 /// Kubernetes' ShouldPodBeInEndpoints with terminating pods included (slices list them).
@@ -445,7 +475,11 @@ fn endpoint_for(service: &Service, pod: &Pod, node: Option<&Node>, ip: &str) -> 
     let ready = publish_not_ready(service) || (serving && !terminating);
     Endpoint {
         addresses: vec![ip.to_string()],
-        conditions: Some(EndpointConditions { ready: Some(ready), serving: Some(serving), terminating: Some(terminating) }),
+        conditions: Some(EndpointConditions {
+            ready: Some(ready),
+            serving: Some(serving),
+            terminating: Some(terminating),
+        }),
         hostname: pod_hostname(service, pod),
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         target_ref: Some(pod_reference(pod)),
@@ -458,7 +492,8 @@ fn endpoint_for(service: &Service, pod: &Pod, node: Option<&Node>, ip: &str) -> 
 pub(crate) fn pod_hostname(service: &Service, pod: &Pod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     let hostname = spec.hostname.as_ref().filter(|h| !h.is_empty())?;
-    (spec.subdomain.as_deref() == service.metadata.name.as_deref() && pod.metadata.namespace == service.metadata.namespace)
+    (spec.subdomain.as_deref() == service.metadata.name.as_deref()
+        && pod.metadata.namespace == service.metadata.namespace)
         .then(|| hostname.clone())
 }
 
@@ -570,7 +605,13 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn port(name: &str, port: i32, target: Option<IntOrString>) -> ServicePort {
-        ServicePort { name: Some(name.into()), port, target_port: target, protocol: Some("TCP".into()), ..ServicePort::default() }
+        ServicePort {
+            name: Some(name.into()),
+            port,
+            target_port: target,
+            protocol: Some("TCP".into()),
+            ..ServicePort::default()
+        }
     }
 
     pub(crate) fn pod(name: &str, ip: &str, node: &str, ready: bool) -> Pod {
@@ -679,7 +720,10 @@ pub(crate) mod tests {
         assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Service", "uid-web", Some(true)));
         let ports = slice.ports.as_ref().unwrap();
         assert_eq!(ports.len(), 1);
-        assert_eq!((ports[0].name.as_deref(), ports[0].port, ports[0].protocol.as_deref()), (Some("http"), Some(8080), Some("TCP")));
+        assert_eq!(
+            (ports[0].name.as_deref(), ports[0].port, ports[0].protocol.as_deref()),
+            (Some("http"), Some(8080), Some("TCP"))
+        );
         let conditions: Vec<_> = slice
             .endpoints
             .iter()
@@ -700,7 +744,10 @@ pub(crate) mod tests {
         assert_eq!(first.zone.as_deref(), Some("z1"));
         assert_eq!(first.node_name.as_deref(), Some("n1"));
         let target = first.target_ref.as_ref().unwrap();
-        assert_eq!((target.kind.as_deref(), target.name.as_deref(), target.uid.as_deref()), (Some("Pod"), Some("a"), Some("uid-a")));
+        assert_eq!(
+            (target.kind.as_deref(), target.name.as_deref(), target.uid.as_deref()),
+            (Some("Pod"), Some("a"), Some("uid-a"))
+        );
     }
 
     #[test]
@@ -725,7 +772,8 @@ pub(crate) mod tests {
     #[test]
     fn endpoints_are_split_at_the_per_slice_limit() {
         let svc = web();
-        let pods: Vec<Pod> = (0..250).map(|i| pod(&format!("p{i}"), &format!("10.1.{}.{}", i / 200, i % 200), "n1", true)).collect();
+        let pods: Vec<Pod> =
+            (0..250).map(|i| pod(&format!("p{i}"), &format!("10.1.{}.{}", i / 200, i % 200), "n1", true)).collect();
         let refs: Vec<&Pod> = pods.iter().collect();
         let plan = sync(&svc, &refs, &nodes(&[("n1", "z1")]), &[], &Config::default());
         let mut sizes: Vec<usize> = created(&plan).iter().map(|s| s.endpoints.len()).collect();
@@ -743,11 +791,14 @@ pub(crate) mod tests {
         assert_eq!(placeholder[0].ports.as_deref(), Some(&[][..]));
 
         let a = pod("a", "10.0.0.2", "n1", true);
-        let with_pod = stored(created(&sync(&svc, &[&a], &nodes(&[("n1", "z")]), &[], &Config::default())).remove(0), "web-1");
+        let with_pod =
+            stored(created(&sync(&svc, &[&a], &nodes(&[("n1", "z")]), &[], &Config::default())).remove(0), "web-1");
         let kept = stored(placeholder[0].clone(), "web-0");
         let plan = sync(&svc, &[], &nodes(&[]), &[&kept, &with_pod], &Config::default());
         assert_eq!(plan.actions.len(), 1, "{plan:?}");
-        assert!(matches!(&plan.actions[0], Action::Delete { target, uid, .. } if target.name == "web-1" && uid.as_deref() == Some("uid-web-1")));
+        assert!(
+            matches!(&plan.actions[0], Action::Delete { target, uid, .. } if target.name == "web-1" && uid.as_deref() == Some("uid-web-1"))
+        );
     }
 
     #[test]
@@ -770,7 +821,8 @@ pub(crate) mod tests {
         let mut b = pod("b", "10.0.0.3", "n1", true);
         b.spec.as_mut().unwrap().containers[0].ports = None;
         let plan = sync(&svc, &[&a, &b], &nodes(&[("n1", "z")]), &[], &Config::default());
-        let mut groups: Vec<(usize, usize)> = created(&plan).iter().map(|s| (s.ports.as_ref().unwrap().len(), s.endpoints.len())).collect();
+        let mut groups: Vec<(usize, usize)> =
+            created(&plan).iter().map(|s| (s.ports.as_ref().unwrap().len(), s.endpoints.len())).collect();
         groups.sort();
         assert_eq!(groups, vec![(0, 1), (1, 1)]);
     }

@@ -198,7 +198,12 @@ impl Graph {
             if !gone.is_empty() {
                 let kept: Vec<OwnerReference> =
                     object.owner_references.iter().filter(|r| !gone.contains(&r.uid.as_str())).cloned().collect();
-                plan.push(patch_list(object, "/metadata/ownerReferences", to_json(&object.owner_references), to_json(&kept)));
+                plan.push(patch_list(
+                    object,
+                    "/metadata/ownerReferences",
+                    to_json(&object.owner_references),
+                    to_json(&kept),
+                ));
             }
             return;
         }
@@ -212,7 +217,11 @@ impl Graph {
         } else {
             Propagation::Background
         };
-        plan.push(Action::Delete { target: object.target(), uid: Some(object.uid.clone()), propagation: Some(propagation) });
+        plan.push(Action::Delete {
+            target: object.target(),
+            uid: Some(object.uid.clone()),
+            propagation: Some(propagation),
+        });
     }
 
     fn owner_state(&self, dependent: &Object, reference: &OwnerReference, plan: &mut Plan) -> OwnerState {
@@ -235,7 +244,11 @@ impl Graph {
             // A cluster-scoped object cannot be owned by a namespaced one.
             (Some(_), None) => return OwnerState::Absent,
         }
-        if owner.deleting && owner.has_finalizer(FOREGROUND_FINALIZER) { OwnerState::Waiting } else { OwnerState::Solid }
+        if owner.deleting && owner.has_finalizer(FOREGROUND_FINALIZER) {
+            OwnerState::Waiting
+        } else {
+            OwnerState::Solid
+        }
     }
 
     /// Foreground deletion: delete each dependent (by its own decision), then drop the
@@ -243,10 +256,8 @@ impl Graph {
     fn delete_dependents(&self, owner: &Object, plan: &mut Plan) {
         let mut blocking = 0usize;
         for dependent in self.dependents_of(&owner.uid) {
-            let blocks = dependent
-                .owner_references
-                .iter()
-                .any(|r| r.uid == owner.uid && r.block_owner_deletion == Some(true));
+            let blocks =
+                dependent.owner_references.iter().any(|r| r.uid == owner.uid && r.block_owner_deletion == Some(true));
             if blocks {
                 blocking += 1;
             }
@@ -264,7 +275,12 @@ impl Graph {
         for dependent in self.dependents_of(&owner.uid) {
             let kept: Vec<OwnerReference> =
                 dependent.owner_references.iter().filter(|r| r.uid != owner.uid).cloned().collect();
-            plan.push(patch_list(dependent, "/metadata/ownerReferences", to_json(&dependent.owner_references), to_json(&kept)));
+            plan.push(patch_list(
+                dependent,
+                "/metadata/ownerReferences",
+                to_json(&dependent.owner_references),
+                to_json(&kept),
+            ));
         }
         plan.push(remove_finalizer(owner, ORPHAN_FINALIZER));
     }
@@ -413,7 +429,10 @@ mod tests {
         assert_eq!(deletes(&plan).len(), 1);
         assert!(plan.actions.iter().any(|a| matches!(a, Action::Event(e) if e.reason == "OwnerRefInvalidNamespace")));
         // A cluster-scoped owner is fine for a namespaced dependent.
-        let g = graph(vec![object(NAMESPACES, None, "cluster", vec![]), object(PODS, Some("ns"), "pod", vec![owner_ref("cluster", true)])]);
+        let g = graph(vec![
+            object(NAMESPACES, None, "cluster", vec![]),
+            object(PODS, Some("ns"), "pod", vec![owner_ref("cluster", true)]),
+        ]);
         assert!(g.sync("pod").is_empty());
     }
 
@@ -429,7 +448,10 @@ mod tests {
         deleted.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             deleted,
-            vec![("name-blocking".into(), Some(Propagation::Background)), ("name-loose".into(), Some(Propagation::Background))]
+            vec![
+                ("name-blocking".into(), Some(Propagation::Background)),
+                ("name-loose".into(), Some(Propagation::Background))
+            ]
         );
         assert!(patches(&plan).is_empty(), "a blocking dependent remains: the finalizer stays");
 
@@ -441,7 +463,10 @@ mod tests {
         assert_eq!(touched, vec!["rs".to_string()], "its owner is worth a sync");
         let plan = g.sync("rs");
         let patch = patches(&plan).pop().unwrap();
-        assert_eq!((patch.0.as_str(), patch.1.as_str(), patch.2.clone()), ("name-rs", "/metadata/finalizers", json!([])));
+        assert_eq!(
+            (patch.0.as_str(), patch.1.as_str(), patch.2.clone()),
+            ("name-rs", "/metadata/finalizers", json!([]))
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{self as discovery, EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -47,7 +49,8 @@ pub fn sync(
 ) -> Plan {
     let mut plan = Plan::default();
     sync_service(config, service, &mut plan);
-    let mut addresses: Vec<IpAddr> = addresses.iter().copied().filter(|a| a.is_ipv4() == config.cluster_ip.is_ipv4()).collect();
+    let mut addresses: Vec<IpAddr> =
+        addresses.iter().copied().filter(|a| a.is_ipv4() == config.cluster_ip.is_ipv4()).collect();
     addresses.sort();
     addresses.dedup();
     if addresses.is_empty() {
@@ -63,7 +66,12 @@ fn target(resource: super::action::ResourceRef) -> ObjectRef {
 }
 
 fn meta(labels: BTreeMap<String, String>) -> ObjectMeta {
-    ObjectMeta { name: Some(NAME.into()), namespace: Some(NAMESPACE.into()), labels: Some(labels), ..ObjectMeta::default() }
+    ObjectMeta {
+        name: Some(NAME.into()),
+        namespace: Some(NAMESPACE.into()),
+        labels: Some(labels),
+        ..ObjectMeta::default()
+    }
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -94,7 +102,11 @@ fn sync_service(config: &Config, current: Option<&Service>, plan: &mut Plan) {
                 }),
                 status: None,
             };
-            plan.push(Action::Create { resource: SERVICES, namespace: Some(NAMESPACE.into()), object: to_json(&service) });
+            plan.push(Action::Create {
+                resource: SERVICES,
+                namespace: Some(NAMESPACE.into()),
+                object: to_json(&service),
+            });
         }
         Some(current) => {
             let spec = current.spec.clone().unwrap_or_default();
@@ -105,7 +117,8 @@ fn sync_service(config: &Config, current: Option<&Service>, plan: &mut Plan) {
                     && p[0].protocol.as_deref().unwrap_or("TCP") == "TCP"
                     && p[0].target_port == ports[0].target_port
             });
-            let labels_ok = wanted_labels.iter().all(|(k, v)| current.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+            let labels_ok =
+                wanted_labels.iter().all(|(k, v)| current.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
             let type_ok = spec.type_.as_deref().unwrap_or("ClusterIP") == "ClusterIP";
             if same_ports && labels_ok && type_ok {
                 return;
@@ -122,7 +135,9 @@ fn sync_service(config: &Config, current: Option<&Service>, plan: &mut Plan) {
 
 fn sync_endpoints(config: &Config, addresses: &[IpAddr], current: Option<&Endpoints>, plan: &mut Plan) {
     let subsets = vec![EndpointSubset {
-        addresses: Some(addresses.iter().map(|ip| EndpointAddress { ip: ip.to_string(), ..EndpointAddress::default() }).collect()),
+        addresses: Some(
+            addresses.iter().map(|ip| EndpointAddress { ip: ip.to_string(), ..EndpointAddress::default() }).collect(),
+        ),
         not_ready_addresses: None,
         ports: Some(vec![EndpointPort {
             name: Some("https".into()),
@@ -135,10 +150,15 @@ fn sync_endpoints(config: &Config, addresses: &[IpAddr], current: Option<&Endpoi
     match current {
         None => {
             let endpoints = Endpoints { metadata: meta(wanted_labels), subsets: Some(subsets) };
-            plan.push(Action::Create { resource: ENDPOINTS, namespace: Some(NAMESPACE.into()), object: to_json(&endpoints) });
+            plan.push(Action::Create {
+                resource: ENDPOINTS,
+                namespace: Some(NAMESPACE.into()),
+                object: to_json(&endpoints),
+            });
         }
         Some(current) => {
-            let labels_ok = current.metadata.labels.as_ref().and_then(|l| l.get(SKIP_MIRROR_LABEL)).map(String::as_str) == Some("true");
+            let labels_ok = current.metadata.labels.as_ref().and_then(|l| l.get(SKIP_MIRROR_LABEL)).map(String::as_str)
+                == Some("true");
             if labels_ok && current.subsets.as_ref() == Some(&subsets) {
                 return;
             }
@@ -169,13 +189,25 @@ fn sync_slice(config: &Config, addresses: &[IpAddr], current: Option<&EndpointSl
     let wanted_labels = labels(&[(SERVICE_NAME_LABEL, NAME)]);
     match current {
         None => {
-            let slice =
-                EndpointSlice { metadata: meta(wanted_labels), address_type: address_type.into(), endpoints, ports: Some(ports) };
-            plan.push(Action::Create { resource: ENDPOINT_SLICES, namespace: Some(NAMESPACE.into()), object: to_json(&slice) });
+            let slice = EndpointSlice {
+                metadata: meta(wanted_labels),
+                address_type: address_type.into(),
+                endpoints,
+                ports: Some(ports),
+            };
+            plan.push(Action::Create {
+                resource: ENDPOINT_SLICES,
+                namespace: Some(NAMESPACE.into()),
+                object: to_json(&slice),
+            });
         }
         Some(current) => {
             let labels_ok = current.metadata.labels.as_ref() == Some(&wanted_labels);
-            if labels_ok && current.endpoints == endpoints && current.ports.as_ref() == Some(&ports) && current.address_type == address_type {
+            if labels_ok
+                && current.endpoints == endpoints
+                && current.ports.as_ref() == Some(&ports)
+                && current.address_type == address_type
+            {
                 return;
             }
             let mut updated = current.clone();
@@ -204,7 +236,8 @@ mod tests {
         plan.actions
             .iter()
             .find_map(|a| match a {
-                Action::Create { resource: r, object, .. } | Action::Update { target: ObjectRef { resource: r, .. }, object }
+                Action::Create { resource: r, object, .. }
+                | Action::Update { target: ObjectRef { resource: r, .. }, object }
                     if *r == resource =>
                 {
                     serde_json::from_value(object.clone()).ok()
@@ -222,10 +255,14 @@ mod tests {
         let spec = service.spec.unwrap();
         assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
         let port = &spec.ports.unwrap()[0];
-        assert_eq!((port.name.as_deref(), port.port, port.target_port.clone()), (Some("https"), 443, Some(IntOrString::Int(6443))));
+        assert_eq!(
+            (port.name.as_deref(), port.port, port.target_port.clone()),
+            (Some("https"), 443, Some(IntOrString::Int(6443)))
+        );
         assert_eq!(service.metadata.labels.unwrap().get("component").map(String::as_str), Some("apiserver"));
         let endpoints: Endpoints = created(&plan, ENDPOINTS);
-        let listed: Vec<String> = endpoints.subsets.unwrap()[0].addresses.iter().flatten().map(|a| a.ip.clone()).collect();
+        let listed: Vec<String> =
+            endpoints.subsets.unwrap()[0].addresses.iter().flatten().map(|a| a.ip.clone()).collect();
         assert_eq!(listed, vec!["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
         assert_eq!(endpoints.metadata.labels.unwrap().get(SKIP_MIRROR_LABEL).map(String::as_str), Some("true"));
         let slice: EndpointSlice = created(&plan, ENDPOINT_SLICES);

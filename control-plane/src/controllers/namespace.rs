@@ -142,10 +142,17 @@ fn conditions(namespace: &Namespace, content: &[Content], now: Timestamp) -> Vec
         ("False", "ContentHasNoFinalizers", "All content-preserving finalizers finished".to_string())
     } else {
         let list: Vec<String> = by_finalizer.iter().map(|(f, n)| format!("{f} in {n} resource instances")).collect();
-        ("True", "SomeFinalizersRemain", format!("Some content in the namespace has finalizers remaining: {}", list.join(", ")))
+        (
+            "True",
+            "SomeFinalizersRemain",
+            format!("Some content in the namespace has finalizers remaining: {}", list.join(", ")),
+        )
     };
     let wanted = [
-        ("NamespaceDeletionDiscoveryFailure", ("False", "ResourcesDiscovered", "All resources successfully discovered".to_string())),
+        (
+            "NamespaceDeletionDiscoveryFailure",
+            ("False", "ResourcesDiscovered", "All resources successfully discovered".to_string()),
+        ),
         (
             "NamespaceDeletionGroupVersionParsingFailure",
             ("False", "ParsedGroupVersions", "All legacy kube types successfully parsed".to_string()),
@@ -162,7 +169,9 @@ fn conditions(namespace: &Namespace, content: &[Content], now: Timestamp) -> Vec
         .into_iter()
         .map(|(kind, (status, reason, message))| {
             let old = current.iter().find(|c| c.type_ == kind);
-            let same = old.is_some_and(|c| c.status == status && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(&message));
+            let same = old.is_some_and(|c| {
+                c.status == status && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(&message)
+            });
             match old {
                 Some(old) if same => old.clone(),
                 _ => NamespaceCondition {
@@ -243,7 +252,9 @@ mod tests {
         assert_eq!(remaining.status, "True");
         assert_eq!(
             remaining.message.as_deref(),
-            Some("Some resources are remaining: configmaps. has 1 resource instances, deployments.apps has 1 resource instances, pods. has 1 resource instances")
+            Some(
+                "Some resources are remaining: configmaps. has 1 resource instances, deployments.apps has 1 resource instances, pods. has 1 resource instances"
+            )
         );
         assert_eq!(plan.requeue_after, Some(Duration::from_secs(16)), "30 s default pod grace / 2 + 1");
 

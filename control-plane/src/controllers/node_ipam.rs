@@ -43,7 +43,8 @@ pub struct Config {
 impl Config {
     /// `cluster_cidr` like "10.244.0.0/16"; `node_mask` like 24. Host bits are cleared.
     pub fn new(cluster_cidr: &str, node_mask: u8) -> Result<Config, CidrError> {
-        let (network, cluster_mask) = parse_cidr(cluster_cidr).ok_or_else(|| CidrError::Invalid(cluster_cidr.into()))?;
+        let (network, cluster_mask) =
+            parse_cidr(cluster_cidr).ok_or_else(|| CidrError::Invalid(cluster_cidr.into()))?;
         if node_mask < cluster_mask || node_mask > 30 {
             return Err(CidrError::Mask { cluster: cluster_mask, node: node_mask });
         }
@@ -188,7 +189,9 @@ mod tests {
         plan.actions
             .iter()
             .filter_map(|a| match a {
-                Action::Patch { target, patch, .. } => Some((target.name.clone(), patch["spec"]["podCIDR"].as_str()?.to_string())),
+                Action::Patch { target, patch, .. } => {
+                    Some((target.name.clone(), patch["spec"]["podCIDR"].as_str()?.to_string()))
+                }
                 _ => None,
             })
             .collect()
@@ -200,7 +203,10 @@ mod tests {
         let b = node("b", None);
         let c = node("c", None);
         let out = sync(&[&a, &b, &c], &State::default(), &Config::default());
-        assert_eq!(assigned(&out.plan), vec![("b".into(), "10.244.1.0/24".into()), ("c".into(), "10.244.2.0/24".into())]);
+        assert_eq!(
+            assigned(&out.plan),
+            vec![("b".into(), "10.244.1.0/24".into()), ("c".into(), "10.244.2.0/24".into())]
+        );
         // The cache has not caught up: the same CIDRs again, none handed to a newcomer.
         let d = node("d", None);
         let again = sync(&[&a, &b, &c, &d], &out.state, &Config::default());
@@ -215,7 +221,8 @@ mod tests {
             ]
         );
         // Once the nodes show them, nothing is in flight any more.
-        let (b, c, d) = (node("b", Some("10.244.1.0/24")), node("c", Some("10.244.2.0/24")), node("d", Some("10.244.3.0/24")));
+        let (b, c, d) =
+            (node("b", Some("10.244.1.0/24")), node("c", Some("10.244.2.0/24")), node("d", Some("10.244.3.0/24")));
         let settled = sync(&[&a, &b, &c, &d], &again.state, &Config::default());
         assert!(settled.plan.is_empty() && settled.state.in_flight.is_empty());
     }

@@ -208,7 +208,12 @@ pub fn monitor<L: Borrow<Lease>, P: Borrow<Pod>>(
         for key in cancelled {
             // Still around and no longer doomed: say so. (A deleted pod is simply gone.)
             if let Some(pod) = by_key.get(key).filter(|p| p.metadata.deletion_timestamp.is_none()) {
-                plan.push(pod_event(pod, "Normal", "TaintManagerEviction", format!("Cancelling deletion of Pod {key}")));
+                plan.push(pod_event(
+                    pod,
+                    "Normal",
+                    "TaintManagerEviction",
+                    format!("Cancelling deletion of Pod {key}"),
+                ));
             }
         }
     }
@@ -244,11 +249,18 @@ fn observe<'a>(
 ) -> Observed<'a> {
     let name = node_name(node);
     let mut conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    let ready_heartbeat = conditions.iter().find(|c| c.type_ == "Ready").and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0);
+    let ready_heartbeat =
+        conditions.iter().find(|c| c.type_ == "Ready").and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0);
     let lease_renew_time = lease.and_then(|l| l.spec.as_ref()).and_then(|s| s.renew_time.as_ref()).map(|t| t.0);
     let probe_time = match previous {
         None => {
-            plan.push(node_event(name, uid(node), "Normal", "RegisteredNode", format!("Registered Node {name} in Controller")));
+            plan.push(node_event(
+                name,
+                uid(node),
+                "Normal",
+                "RegisteredNode",
+                format!("Registered Node {name} in Controller"),
+            ));
             now
         }
         Some(record) => {
@@ -273,9 +285,16 @@ fn observe<'a>(
     } else {
         plan.requeue(grace - silent + Duration::from_secs(1));
     }
-    let ready_status = conditions.iter().find(|c| c.type_ == "Ready").map_or("Unknown", |c| c.status.as_str()).to_string();
+    let ready_status =
+        conditions.iter().find(|c| c.type_ == "Ready").map_or("Unknown", |c| c.status.as_str()).to_string();
     if previous.is_some_and(|r| r.ready_status == "True") && ready_status != "True" {
-        plan.push(node_event(name, uid(node), "Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady")));
+        plan.push(node_event(
+            name,
+            uid(node),
+            "Normal",
+            "NodeNotReady",
+            format!("Node {name} status is now: NodeNotReady"),
+        ));
     }
     let record = HealthRecord { ready_heartbeat, lease_renew_time, probe_time, ready_status };
     let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
@@ -325,7 +344,8 @@ fn zone_states(observed: &[Observed<'_>], config: &Config) -> HashMap<String, Zo
         .map(|(zone, (ready, not_ready))| {
             let state = if ready == 0 && not_ready > 0 {
                 ZoneState::FullDisruption
-            } else if not_ready > 2 && not_ready as f64 / (ready + not_ready) as f64 >= config.unhealthy_zone_threshold {
+            } else if not_ready > 2 && not_ready as f64 / (ready + not_ready) as f64 >= config.unhealthy_zone_threshold
+            {
                 ZoneState::PartialDisruption
             } else {
                 ZoneState::Normal
@@ -443,7 +463,9 @@ fn admit_rate_limited(
         let zone_state = state.zones.get(&zone).copied().unwrap_or(ZoneState::Normal);
         let rate = match zone_state {
             ZoneState::Normal | ZoneState::FullDisruption => config.eviction_rate,
-            ZoneState::PartialDisruption if zone_sizes.get(&zone).copied().unwrap_or(0) > config.large_cluster_threshold => {
+            ZoneState::PartialDisruption
+                if zone_sizes.get(&zone).copied().unwrap_or(0) > config.large_cluster_threshold =>
+            {
                 config.secondary_eviction_rate
             }
             ZoneState::PartialDisruption => 0.0,
@@ -481,7 +503,8 @@ fn patch_taints(node: &Node, taints: &[Taint], plan: &mut Plan) {
 }
 
 fn same_taints(a: &[Taint], b: &[Taint]) -> bool {
-    a.len() == b.len() && a.iter().all(|t| b.iter().any(|u| u.key == t.key && u.effect == t.effect && u.value == t.value))
+    a.len() == b.len()
+        && a.iter().all(|t| b.iter().any(|u| u.key == t.key && u.effect == t.effect && u.value == t.value))
 }
 
 /// The pod's share of a pass: Ready False on a not-Ready node; eviction under NoExecute taints.
@@ -540,7 +563,11 @@ fn sync_pod(
     if evict {
         evicted.insert(key.clone());
         plan.push(pod_event(pod, "Normal", "TaintManagerEviction", format!("Marking for deletion Pod {key}")));
-        plan.push(Action::Delete { target: pod_target(pod), uid: pod.metadata.uid.clone(), propagation: Some(Propagation::Background) });
+        plan.push(Action::Delete {
+            target: pod_target(pod),
+            uid: pod.metadata.uid.clone(),
+            propagation: Some(Propagation::Background),
+        });
     }
 }
 
@@ -654,12 +681,22 @@ fn pod_key(pod: &Pod) -> String {
 }
 
 fn pod_target(pod: &Pod) -> ObjectRef {
-    ObjectRef { resource: PODS, namespace: pod.metadata.namespace.clone(), name: pod.metadata.name.clone().unwrap_or_default() }
+    ObjectRef {
+        resource: PODS,
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+    }
 }
 
 fn node_event(name: &str, uid: &str, event_type: &'static str, reason: &str, message: String) -> Action {
     Action::Event(EventRecord {
-        involved: InvolvedObject { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: name.into(), uid: uid.into() },
+        involved: InvolvedObject {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            namespace: None,
+            name: name.into(),
+            uid: uid.into(),
+        },
         event_type,
         reason: reason.into(),
         message,
@@ -737,14 +774,21 @@ mod tests {
             spec: Some(PodSpec { node_name: Some(node.into()), tolerations: Some(tolerations), ..PodSpec::default() }),
             status: Some(PodStatus {
                 phase: Some("Running".into()),
-                conditions: Some(vec![PodCondition { type_: "Ready".into(), status: "True".into(), ..PodCondition::default() }]),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..PodCondition::default()
+                }]),
                 ..PodStatus::default()
             }),
         }
     }
 
     fn lease(renew: i64) -> Lease {
-        Lease { spec: Some(LeaseSpec { renew_time: Some(MicroTime(at(renew))), ..LeaseSpec::default() }), ..Lease::default() }
+        Lease {
+            spec: Some(LeaseSpec { renew_time: Some(MicroTime(at(renew))), ..LeaseSpec::default() }),
+            ..Lease::default()
+        }
     }
 
     fn no_leases() -> HashMap<String, Lease> {
@@ -797,14 +841,23 @@ mod tests {
     use serde_json::Value;
 
     /// Runs passes with the state carried over, as the runtime does.
-    fn pass(nodes: &[&Node], leases: &HashMap<String, Lease>, pods: &HashMap<String, Vec<Pod>>, state: &State, now: i64) -> Outcome {
+    fn pass(
+        nodes: &[&Node],
+        leases: &HashMap<String, Lease>,
+        pods: &HashMap<String, Vec<Pod>>,
+        state: &State,
+        now: i64,
+    ) -> Outcome {
         monitor(nodes, leases, pods, state, &Config::default(), at(now))
     }
 
     #[test]
     fn a_node_with_a_changing_heartbeat_is_left_alone() {
         let first = pass(&[&node("a", "z", "True", 0)], &no_leases(), &no_pods(), &State::default(), 0);
-        assert_eq!(events(&first.plan), vec![("a".into(), "RegisteredNode".into(), "Registered Node a in Controller".into())]);
+        assert_eq!(
+            events(&first.plan),
+            vec![("a".into(), "RegisteredNode".into(), "Registered Node a in Controller".into())]
+        );
         let later = node("a", "z", "True", 40);
         let second = pass(&[&later], &no_leases(), &no_pods(), &first.state, 45);
         assert!(second.plan.actions.is_empty(), "{:?}", second.plan);
@@ -827,7 +880,8 @@ mod tests {
 
         let out = pass(&[&dead, &alive_later], &leases, &pods, &quiet.state, 51);
         let updates = status_updates(&out.plan);
-        let node_status: Node = serde_json::from_value(updates.iter().find(|(n, _)| n == "dead").unwrap().1.clone()).unwrap();
+        let node_status: Node =
+            serde_json::from_value(updates.iter().find(|(n, _)| n == "dead").unwrap().1.clone()).unwrap();
         for condition in node_status.status.unwrap().conditions.unwrap() {
             assert_eq!(condition.status, "Unknown", "{}", condition.type_);
             assert_eq!(condition.reason.as_deref(), Some("NodeStatusUnknown"));
@@ -836,7 +890,11 @@ mod tests {
             assert_eq!(condition.last_heartbeat_time, Some(Time(at(0))), "the heartbeat is the kubelet's, untouched");
         }
         let events = events(&out.plan);
-        assert!(events.contains(&("dead".into(), "NodeNotReady".into(), "Node dead status is now: NodeNotReady".into())));
+        assert!(events.contains(&(
+            "dead".into(),
+            "NodeNotReady".into(),
+            "Node dead status is now: NodeNotReady".into()
+        )));
         assert!(events.contains(&("plain".into(), "NodeNotReady".into(), "Node is not ready".into())));
         let taints = taints_written(&out.plan);
         assert_eq!(
@@ -847,16 +905,23 @@ mod tests {
             ]
         );
         // The untolerating pod: Ready False and DisruptionTarget in one status write, then deleted.
-        let plain_status: Pod = serde_json::from_value(updates.iter().find(|(n, _)| n == "plain").unwrap().1.clone()).unwrap();
+        let plain_status: Pod =
+            serde_json::from_value(updates.iter().find(|(n, _)| n == "plain").unwrap().1.clone()).unwrap();
         let conditions = plain_status.status.unwrap().conditions.unwrap();
         assert!(conditions.iter().any(|c| c.type_ == "Ready" && c.status == "False"));
         assert!(conditions.iter().any(|c| c.type_ == "DisruptionTarget"
             && c.reason.as_deref() == Some("DeletionByTaintManager")
             && c.message.as_deref() == Some("Taint manager: deleting due to NoExecute taint")));
-        assert!(events.contains(&("plain".into(), "TaintManagerEviction".into(), "Marking for deletion Pod ns/plain".into())));
+        assert!(events.contains(&(
+            "plain".into(),
+            "TaintManagerEviction".into(),
+            "Marking for deletion Pod ns/plain".into()
+        )));
         assert!(out.plan.actions.iter().any(|a| matches!(a, Action::Delete { target, uid, .. }
             if target.name == "plain" && uid.as_deref() == Some("uid-plain"))));
-        assert!(!out.plan.actions.iter().any(|a| matches!(a, Action::Delete { target, .. } if target.name == "tolerant")));
+        assert!(
+            !out.plan.actions.iter().any(|a| matches!(a, Action::Delete { target, .. } if target.name == "tolerant"))
+        );
         assert!(out.state.pending_evictions.contains("ns/tolerant"));
         // The live node's grace deadline (heartbeat seen at 50) comes before the 300 s toleration.
         assert_eq!(out.plan.requeue_after, Some(Duration::from_secs(50)));
@@ -925,13 +990,14 @@ mod tests {
             names
         };
         assert_eq!(executes(&out.plan), vec!["a".to_string()], "one node per 10 s per zone");
-        assert_eq!(taints_written(&out.plan)["b"], vec![(TAINT_NOT_READY.to_string(), "NoSchedule".to_string(), false)]);
+        assert_eq!(
+            taints_written(&out.plan)["b"],
+            vec![(TAINT_NOT_READY.to_string(), "NoSchedule".to_string(), false)]
+        );
         assert_eq!(out.plan.requeue_after, Some(Duration::from_secs(10)));
         let mut tainted_a = down_a.clone();
-        tainted_a.spec.as_mut().unwrap().taints = Some(vec![
-            taint(TAINT_NOT_READY, "NoSchedule", None),
-            taint(TAINT_NOT_READY, "NoExecute", Some(at(1))),
-        ]);
+        tainted_a.spec.as_mut().unwrap().taints =
+            Some(vec![taint(TAINT_NOT_READY, "NoSchedule", None), taint(TAINT_NOT_READY, "NoExecute", Some(at(1)))]);
         let mut schedule_b = down_b.clone();
         schedule_b.spec.as_mut().unwrap().taints = Some(vec![taint(TAINT_NOT_READY, "NoSchedule", None)]);
         refs[0] = &tainted_a;
@@ -955,7 +1021,11 @@ mod tests {
         let state = State { pending_evictions: HashSet::from(["ns/p".to_string()]), ..State::default() };
         let out = pass(&[&back, &other], &no_leases(), &pods, &state, 101);
         assert_eq!(taints_written(&out.plan)["a"], vec![("dedicated".to_string(), "NoSchedule".to_string(), false)]);
-        assert!(events(&out.plan).contains(&("p".into(), "TaintManagerEviction".into(), "Cancelling deletion of Pod ns/p".into())));
+        assert!(events(&out.plan).contains(&(
+            "p".into(),
+            "TaintManagerEviction".into(),
+            "Cancelling deletion of Pod ns/p".into()
+        )));
         let patch = out.plan.actions.iter().find_map(|a| match a {
             Action::Patch { patch_type, patch, .. } => Some((*patch_type, patch.clone())),
             _ => None,
@@ -995,7 +1065,11 @@ mod tests {
         };
         let pods = HashMap::from([(
             "a".to_string(),
-            vec![pod("waits", "a", vec![tolerate(Some(60))]), pod("now", "a", vec![tolerate(Some(0))]), pod("forever", "a", vec![tolerate(None)])],
+            vec![
+                pod("waits", "a", vec![tolerate(Some(60))]),
+                pod("now", "a", vec![tolerate(Some(0))]),
+                pod("forever", "a", vec![tolerate(None)]),
+            ],
         )]);
         let deleted = |plan: &Plan| {
             plan.actions
@@ -1017,9 +1091,14 @@ mod tests {
     fn default_tolerations_add_both_unless_already_tolerated() {
         let added = default_tolerations(&pod("p", "", vec![]));
         assert_eq!(added.len(), 2);
-        assert!(added.iter().all(|t| t.toleration_seconds == Some(300) && t.effect.as_deref() == Some("NoExecute")
+        assert!(added.iter().all(|t| t.toleration_seconds == Some(300)
+            && t.effect.as_deref() == Some("NoExecute")
             && t.operator.as_deref() == Some("Exists")));
-        let own = Toleration { key: Some(TAINT_UNREACHABLE.into()), operator: Some("Exists".into()), ..Toleration::default() };
+        let own = Toleration {
+            key: Some(TAINT_UNREACHABLE.into()),
+            operator: Some("Exists".into()),
+            ..Toleration::default()
+        };
         let added = default_tolerations(&pod("p", "", vec![own]));
         assert_eq!(added.iter().map(|t| t.key.clone().unwrap()).collect::<Vec<_>>(), vec![TAINT_NOT_READY.to_string()]);
         let everything = Toleration { operator: Some("Exists".into()), ..Toleration::default() };
@@ -1033,7 +1112,12 @@ mod tests {
         assert!(tolerates(&exists_all, &t));
         let equal_empty_key = Toleration { operator: Some("Equal".into()), ..Toleration::default() };
         assert!(!tolerates(&equal_empty_key, &t));
-        let wrong_effect = Toleration { key: Some("k".into()), operator: Some("Exists".into()), effect: Some("NoSchedule".into()), ..Toleration::default() };
+        let wrong_effect = Toleration {
+            key: Some("k".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        };
         assert!(!tolerates(&wrong_effect, &t));
         let wrong_value = Toleration { key: Some("k".into()), value: Some("v".into()), ..Toleration::default() };
         assert!(!tolerates(&wrong_value, &t));

@@ -73,9 +73,10 @@ pub fn sync<N: Borrow<str> + std::hash::Hash + Eq>(
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty());
         match node {
             Some(node) if !nodes.contains(node) => {
-                let since = *state.missing_since.entry(node.to_string()).or_insert_with(|| {
-                    previous.missing_since.get(node).copied().unwrap_or(now)
-                });
+                let since = *state
+                    .missing_since
+                    .entry(node.to_string())
+                    .or_insert_with(|| previous.missing_since.get(node).copied().unwrap_or(now));
                 let waited = Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO);
                 if waited >= config.quarantine {
                     delete_orphan(pod, now, &mut plan);
@@ -139,7 +140,11 @@ fn delete_orphan(pod: &Pod, now: Timestamp, plan: &mut Plan) {
 }
 
 fn target(pod: &Pod) -> ObjectRef {
-    ObjectRef { resource: PODS, namespace: pod.metadata.namespace.clone(), name: pod.metadata.name.clone().unwrap_or_default() }
+    ObjectRef {
+        resource: PODS,
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+    }
 }
 
 fn delete(pod: &Pod) -> Action {
@@ -198,7 +203,10 @@ mod tests {
         let status = failed.status.unwrap();
         assert_eq!(status.phase.as_deref(), Some("Failed"));
         let condition = status.conditions.unwrap().pop().unwrap();
-        assert_eq!((condition.type_.as_str(), condition.reason.as_deref()), ("DisruptionTarget", Some("DeletionByPodGC")));
+        assert_eq!(
+            (condition.type_.as_str(), condition.reason.as_deref()),
+            ("DisruptionTarget", Some("DeletionByPodGC"))
+        );
         // A node that comes back is forgotten.
         let nodes: HashSet<&str> = HashSet::from(["alive", "gone"]);
         assert!(sync(&[&orphan], &nodes, &second.state, &Config::default(), at(41)).state.missing_since.is_empty());
@@ -206,7 +214,9 @@ mod tests {
 
     #[test]
     fn terminated_pods_beyond_the_cap_go_oldest_first() {
-        let pods: Vec<Pod> = (0..5).map(|i| pod(&format!("done{i}"), "n", if i % 2 == 0 { "Succeeded" } else { "Failed" }, 10 - i)).collect();
+        let pods: Vec<Pod> = (0..5)
+            .map(|i| pod(&format!("done{i}"), "n", if i % 2 == 0 { "Succeeded" } else { "Failed" }, 10 - i))
+            .collect();
         let running = pod("running", "n", "Running", 0);
         let mut refs: Vec<&Pod> = pods.iter().collect();
         refs.push(&running);

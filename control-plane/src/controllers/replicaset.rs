@@ -30,9 +30,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as KubeSelector, ObjectMeta, OwnerReference, Time};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::action::{Action, EventRecord, InvolvedObject, ObjectRef, PatchType, Plan, PODS, REPLICA_SETS};
+use super::action::{Action, EventRecord, InvolvedObject, ObjectRef, PODS, PatchType, Plan, REPLICA_SETS};
 use crate::apiserver::selectors::LabelSelector;
 
 /// Kubernetes' `BurstReplicas`: the most pods one sync creates or deletes, so one huge resize
@@ -204,10 +204,11 @@ impl Expectations {
     }
 
     fn entry(&mut self, key: &str, now: Timestamp) -> &mut Expected {
-        let entry = self
-            .entries
-            .entry(key.to_owned())
-            .or_insert_with(|| Expected { creations: 0, deletions: BTreeSet::new(), set_at: now });
+        let entry = self.entries.entry(key.to_owned()).or_insert_with(|| Expected {
+            creations: 0,
+            deletions: BTreeSet::new(),
+            set_at: now,
+        });
         entry.set_at = now;
         entry
     }
@@ -485,9 +486,19 @@ fn max_restarts(pod: &Pod) -> (i64, i64) {
 
 /// The status Kubernetes' ReplicaSet controller computes: counts over the active owned pods,
 /// `ReplicaFailure` from the recorded failure (its first message kept while it lasts).
-fn calculate_status(rs: &ReplicaSet, active: &[&Pod], failure: Option<&ManageFailure>, now: Timestamp) -> ReplicaSetStatus {
+fn calculate_status(
+    rs: &ReplicaSet,
+    active: &[&Pod],
+    failure: Option<&ManageFailure>,
+    now: Timestamp,
+) -> ReplicaSetStatus {
     let mut status = rs.status.clone().unwrap_or_default();
-    let template_labels = rs.spec.as_ref().and_then(|spec| spec.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone());
+    let template_labels = rs
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone());
     let template_selector = LabelSelector::from_set(&template_labels.unwrap_or_default());
     let min_ready = min_ready_seconds(rs);
     let count = |predicate: &dyn Fn(&Pod) -> bool| active.iter().filter(|pod| predicate(pod)).count() as i32;
@@ -568,7 +579,12 @@ pub(crate) fn controller_ref(owner: &ObjectMeta, kind: &str) -> OwnerReference {
 
 /// The strategic-merge patch that makes `owner` the controller of `dependent`; the dependent's
 /// UID in the body is a precondition (a same-named successor is never adopted).
-pub(crate) fn adopt_patch(resource: super::action::ResourceRef, dependent: &ObjectMeta, owner: &ObjectMeta, kind: &str) -> Action {
+pub(crate) fn adopt_patch(
+    resource: super::action::ResourceRef,
+    dependent: &ObjectMeta,
+    owner: &ObjectMeta,
+    kind: &str,
+) -> Action {
     let owner_ref = controller_ref(owner, kind);
     Action::Patch {
         target: object_ref(resource, dependent),
@@ -1026,7 +1042,8 @@ pub(crate) mod tests {
         let rs = replica_set("web-abc", 1);
         let key = key_of(&rs);
         let mut expectations = Expectations::default();
-        expectations.record_failure(&key, ManageFailure { reason: FailureReason::FailedCreate, message: "quota".into() });
+        expectations
+            .record_failure(&key, ManageFailure { reason: FailureReason::FailedCreate, message: "quota".into() });
         let plan = sync(&rs, &[], &[], &expectations, at(0));
         assert!(matches!(plan.actions[0], Action::UpdateStatus { .. }), "status goes first");
         let status = status_of(&plan).expect("status");

@@ -30,7 +30,11 @@ pub fn sync(namespace: &Namespace, existing: Option<&ServiceAccount>) -> Plan {
         },
         ..ServiceAccount::default()
     };
-    plan.push(Action::Create { resource: SERVICE_ACCOUNTS, namespace: namespace.metadata.name.clone(), object: to_json(&account) });
+    plan.push(Action::Create {
+        resource: SERVICE_ACCOUNTS,
+        namespace: namespace.metadata.name.clone(),
+        object: to_json(&account),
+    });
     plan
 }
 
@@ -51,7 +55,9 @@ mod tests {
     #[test]
     fn a_missing_default_is_created_once() {
         let plan = sync(&namespace("Active"), None);
-        let [Action::Create { resource, namespace: in_namespace, object }] = &plan.actions[..] else { panic!("{plan:?}") };
+        let [Action::Create { resource, namespace: in_namespace, object }] = &plan.actions[..] else {
+            panic!("{plan:?}")
+        };
         assert_eq!((*resource, in_namespace.as_deref()), (SERVICE_ACCOUNTS, Some("team")));
         assert_eq!(object["metadata"]["name"], "default");
         assert_eq!(object["kind"], "ServiceAccount");

@@ -259,7 +259,8 @@ impl Cache {
         let info = Arc::new(PodInfo::new(pod));
         self.place(node, info.clone());
         self.assumed.insert(key.clone());
-        self.pods.insert(key, CachedPod { node: node.to_string(), info, assumed_deadline: Some(now + self.assumed_ttl) });
+        self.pods
+            .insert(key, CachedPod { node: node.to_string(), info, assumed_deadline: Some(now + self.assumed_ttl) });
         Ok(())
     }
 
@@ -295,7 +296,13 @@ impl Cache {
 
     /// Records (Some) or removes (None) the selector of a Service, RC, ReplicaSet or
     /// StatefulSet, for default topology spreading. Empty selectors select nothing.
-    pub fn set_spread_source(&mut self, kind: SpreadSourceKind, namespace: &str, name: &str, selector: Option<Selector>) {
+    pub fn set_spread_source(
+        &mut self,
+        kind: SpreadSourceKind,
+        namespace: &str,
+        name: &str,
+        selector: Option<Selector>,
+    ) {
         let entries = self.spread_sources.entry(namespace.to_string()).or_default();
         entries.retain(|(k, n, _)| !(*k == kind && n == name));
         if let Some(selector) = selector.filter(|s| !s.is_empty()) {
@@ -335,11 +342,15 @@ mod tests {
     #[test]
     fn scheduler_cache_counts_bound_pods_and_frees_terminal_ones() {
         let mut cache = Cache::default();
-        assert_eq!(cache.upsert_pod(bound("early", "n1", "1")), Some(ClusterEvent::new(EventResource::AssignedPod, ActionType::ADD)));
+        assert_eq!(
+            cache.upsert_pod(bound("early", "n1", "1")),
+            Some(ClusterEvent::new(EventResource::AssignedPod, ActionType::ADD))
+        );
         cache.upsert_node(Arc::new(node_object("n1", json!({}))));
         assert_eq!(cache.node("n1").map(|n| n.requested.milli_cpu), Some(1000), "pod bound before its node arrived");
         let mut done = (*bound("early", "n1", "1")).clone();
-        done.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Succeeded".into()), ..Default::default() });
+        done.status =
+            Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Succeeded".into()), ..Default::default() });
         assert_eq!(cache.upsert_pod(Arc::new(done)).map(|e| e.action), Some(ActionType::DELETE));
         assert_eq!(cache.node("n1").map(|n| n.requested.milli_cpu), Some(0));
         assert_eq!(cache.pod_count(), 0);
@@ -381,7 +392,8 @@ mod tests {
         assert_eq!(cache.upsert_node(n(json!({}))), None);
         let tainted = cache.upsert_node(n(json!({"spec": {"unschedulable": true}})));
         assert_eq!(tainted.map(|e| e.action), Some(ActionType::UPDATE_NODE_TAINT));
-        let labelled = cache.upsert_node(n(json!({"spec": {"unschedulable": true}, "metadata": {"labels": {"a": "b"}}})));
+        let labelled =
+            cache.upsert_node(n(json!({"spec": {"unschedulable": true}, "metadata": {"labels": {"a": "b"}}})));
         assert_eq!(labelled.map(|e| e.action), Some(ActionType::UPDATE_NODE_LABEL));
         cache.upsert_pod(bound("p", "n1", "1"));
         assert_eq!(cache.remove_node("n1").map(|e| e.action), Some(ActionType::DELETE));

@@ -131,7 +131,9 @@ fn is_gated(pod: &Pod) -> bool {
 
 /// Whether an update may change the scheduling outcome (not just status or bookkeeping).
 fn scheduling_relevant_change(old: &Pod, new: &Pod) -> bool {
-    old.metadata.labels != new.metadata.labels || old.metadata.annotations != new.metadata.annotations || old.spec != new.spec
+    old.metadata.labels != new.metadata.labels
+        || old.metadata.annotations != new.metadata.annotations
+        || old.spec != new.spec
 }
 
 impl SchedulingQueue {
@@ -281,11 +283,8 @@ impl SchedulingQueue {
             return;
         };
         let duration = self.backoff_duration(attempts);
-        let interests: Vec<ClusterEvent> = rejecting_plugins
-            .iter()
-            .flat_map(|p| self.plugin_events.get(p).copied().unwrap_or(&[]))
-            .copied()
-            .collect();
+        let interests: Vec<ClusterEvent> =
+            rejecting_plugins.iter().flat_map(|p| self.plugin_events.get(p).copied().unwrap_or(&[])).copied().collect();
         let Some(entry) = self.entries.get_mut(key) else { return };
         entry.timestamp = now;
         entry.backoff_expiry = Some(now + duration);
@@ -535,14 +534,20 @@ mod tests {
     #[test]
     fn scheduler_queue_update_of_a_parked_pod_retries_it_and_is_bounded() {
         let t0 = Instant::now();
-        let mut q = SchedulingQueue::new(QueueConfig { max_pods: 2, ..QueueConfig::default() }, Profile::default_profile().events());
+        let mut q = SchedulingQueue::new(
+            QueueConfig { max_pods: 2, ..QueueConfig::default() },
+            Profile::default_profile().events(),
+        );
         q.add(plain("p"), t0).expect("add");
         let popped = q.pop(t0).expect("ready");
         q.failed(&popped.key, &["TaintToleration"].into(), t0);
         q.update(plain("p"), t0 + secs(2)).expect("same pod");
         assert_eq!(q.sizes(), (0, 0, 1, 0), "no relevant change: stays parked");
-        q.update(pod("p", json!({"containers": [{"name": "c"}], "tolerations": [{"operator": "Exists"}]})), t0 + secs(2))
-            .expect("update");
+        q.update(
+            pod("p", json!({"containers": [{"name": "c"}], "tolerations": [{"operator": "Exists"}]})),
+            t0 + secs(2),
+        )
+        .expect("update");
         assert_eq!(q.sizes(), (1, 0, 0, 0));
         q.add(plain("q"), t0).expect("second");
         assert_eq!(q.add(plain("r"), t0), Err(QueueError::Full(2)));

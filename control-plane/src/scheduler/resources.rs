@@ -351,10 +351,10 @@ mod tests {
         let spec = PodSpec {
             containers: vec![container("500m", "1Gi", false), container("250m", "", false)],
             init_containers: Some(vec![
-                container("2", "", false),      // peak 2000m alone
-                container("100m", "", true),    // sidecar: runs alongside
-                container("1900m", "", false),  // peak 1900 + 100 sidecar = 2000m
-                container("", "3Gi", false),    // peak memory 3Gi
+                container("2", "", false),     // peak 2000m alone
+                container("100m", "", true),   // sidecar: runs alongside
+                container("1900m", "", false), // peak 1900 + 100 sidecar = 2000m
+                container("", "3Gi", false),   // peak memory 3Gi
             ]),
             overhead: Some([("cpu".to_string(), Quantity("10m".into()))].into()),
             ..Default::default()

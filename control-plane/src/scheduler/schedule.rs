@@ -127,7 +127,14 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(profile: Profile, config: Config) -> Scheduler {
-        Scheduler { profile, config, next_start_node_index: 0, feasible: Vec::new(), totals: Vec::new(), scores: Vec::new() }
+        Scheduler {
+            profile,
+            config,
+            next_start_node_index: 0,
+            feasible: Vec::new(),
+            totals: Vec::new(),
+            scores: Vec::new(),
+        }
     }
 
     pub fn profile(&self) -> &Profile {
@@ -182,7 +189,13 @@ impl Scheduler {
     }
 
     /// Scores the feasible nodes; returns the chosen node's index in `nodes`.
-    fn score(&mut self, pod: &PodInfo, nodes: &[NodeInfo], state: &mut CycleState, rng: &mut impl Rng) -> Result<usize, ScheduleError> {
+    fn score(
+        &mut self,
+        pod: &PodInfo,
+        nodes: &[NodeInfo],
+        state: &mut CycleState,
+        rng: &mut impl Rng,
+    ) -> Result<usize, ScheduleError> {
         let feasible_nodes: Vec<&NodeInfo> = self.feasible.iter().map(|&i| &nodes[i]).collect();
         let mut skipped: Vec<&'static str> = Vec::new();
         for plugin in &self.profile.pre_score {
@@ -227,12 +240,22 @@ impl Scheduler {
         Ok(self.feasible[best])
     }
 
-    fn pre_filter_rejection(&self, pod: &PodInfo, nodes: &[NodeInfo], plugin: &'static str, status: &Status) -> ScheduleError {
+    fn pre_filter_rejection(
+        &self,
+        pod: &PodInfo,
+        nodes: &[NodeInfo],
+        plugin: &'static str,
+        status: &Status,
+    ) -> ScheduleError {
         let statuses: Vec<Status> = vec![Status { plugin, ..status.clone() }; nodes.len()];
         let mut message = format!("0/{} nodes are available: {}.", nodes.len(), status.message());
         message.push(' ');
         message.push_str(&self.preemption_message(pod, nodes, &CycleState::default(), &[], &statuses));
-        ScheduleError::Unschedulable(FitError { num_all_nodes: nodes.len(), message, rejecting_plugins: [plugin].into() })
+        ScheduleError::Unschedulable(FitError {
+            num_all_nodes: nodes.len(),
+            message,
+            rejecting_plugins: [plugin].into(),
+        })
     }
 
     /// Every node failed a filter: re-run the filters on all of them for their reasons (the
@@ -351,7 +374,10 @@ mod tests {
     #[test]
     fn scheduler_fit_error_message_matches_kubernetes() {
         let cache = cache_of(vec![
-            node_object("cp", json!({"spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}})),
+            node_object(
+                "cp",
+                json!({"spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}}),
+            ),
             node_object("w1", json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}})),
             node_object("w2", json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}})),
         ]);
@@ -364,7 +390,9 @@ mod tests {
              2 No preemption victims found for incoming pod."
         );
         assert_eq!(fit.rejecting_plugins, ["NodeResourcesFit", "TaintToleration"].into());
-        let never = pod(json!({"preemptionPolicy": "Never", "containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]}));
+        let never = pod(
+            json!({"preemptionPolicy": "Never", "containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]}),
+        );
         let err = scheduler().schedule_one(&never, &cache, &mut StdRng::seed_from_u64(1)).map_err(|e| e.to_string());
         assert_eq!(
             err,
@@ -386,7 +414,10 @@ mod tests {
 
     #[test]
     fn scheduler_lower_priority_pods_change_the_preemption_reason() {
-        let mut cache = cache_of(vec![node_object("n1", json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}}))]);
+        let mut cache = cache_of(vec![node_object(
+            "n1",
+            json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}}),
+        )]);
         let mut low = pod_object("low", json!({}), requesting("900m", ""));
         if let Some(spec) = low.spec.as_mut() {
             spec.node_name = Some("n1".into());
@@ -399,18 +430,17 @@ mod tests {
         let err = scheduler().schedule_one(&PodInfo::new(Arc::new(high)), &cache, &mut StdRng::seed_from_u64(1));
         assert_eq!(
             err.map_err(|e| e.to_string()),
-            Err(format!("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 {REASON_NO_PREEMPTION}."))
+            Err(format!(
+                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 {REASON_NO_PREEMPTION}."
+            ))
         );
     }
 
     #[test]
     fn scheduler_three_nodes_one_fits() {
         let small = json!({"status": {"allocatable": {"cpu": "1", "memory": "32Gi", "pods": "110"}}});
-        let cache = cache_of(vec![
-            node_object("a", small.clone()),
-            node_object("big", json!({})),
-            node_object("c", small),
-        ]);
+        let cache =
+            cache_of(vec![node_object("a", small.clone()), node_object("big", json!({})), node_object("c", small)]);
         let mut s = scheduler();
         for seed in 0..20 {
             let chosen = s.schedule_one(&pod(requesting("2", "1Gi")), &cache, &mut StdRng::seed_from_u64(seed));
@@ -467,7 +497,10 @@ mod tests {
         }
         let fifth = PodInfo::new(Arc::new(pod_object("p4", json!({}), requesting("500m", ""))));
         let err = s.schedule_one(&fifth, &cache, &mut rng);
-        assert!(matches!(&err, Err(ScheduleError::Unschedulable(f)) if f.message.starts_with("0/2 nodes are available: 2 Insufficient cpu.")), "{err:?}");
+        assert!(
+            matches!(&err, Err(ScheduleError::Unschedulable(f)) if f.message.starts_with("0/2 nodes are available: 2 Insufficient cpu.")),
+            "{err:?}"
+        );
     }
 
     #[test]

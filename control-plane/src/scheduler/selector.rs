@@ -173,10 +173,8 @@ impl RequiredNodeAffinity {
     }
 
     pub fn matches(&self, node_name: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
-        let selector_ok =
-            self.node_selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)).is_some_and(|x| x == v));
-        selector_ok
-            && self.terms.as_ref().is_none_or(|terms| terms.iter().any(|t| t.matches(node_name, labels)))
+        let selector_ok = self.node_selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)).is_some_and(|x| x == v));
+        selector_ok && self.terms.as_ref().is_none_or(|terms| terms.iter().any(|t| t.matches(node_name, labels)))
     }
 }
 
@@ -225,10 +223,9 @@ mod tests {
     #[test]
     fn scheduler_node_terms_apply_every_operator() {
         let l = labels(&[("zone", "a"), ("cores", "8")]);
-        let term = |reqs: Vec<NodeSelectorRequirement>| NodeTerm::compile(&NodeSelectorTerm {
-            match_expressions: Some(reqs),
-            match_fields: None,
-        });
+        let term = |reqs: Vec<NodeSelectorRequirement>| {
+            NodeTerm::compile(&NodeSelectorTerm { match_expressions: Some(reqs), match_fields: None })
+        };
         assert!(term(vec![req("zone", "In", &["a", "b"])]).matches("n", Some(&l)));
         assert!(!term(vec![req("zone", "NotIn", &["a"])]).matches("n", Some(&l)));
         assert!(term(vec![req("gpu", "NotIn", &["x"])]).matches("n", Some(&l)), "NotIn holds for a missing key");

@@ -14,7 +14,7 @@
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use crate::controllers::replicaset::{to_json, NAME_ALPHABET};
+use crate::controllers::replicaset::{NAME_ALPHABET, to_json};
 
 /// The label (and selector) key Deployments add to their ReplicaSets and pods.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -54,7 +54,8 @@ fn without_hash(template: &PodTemplateSpec) -> serde_json::Value {
         labels.remove(POD_TEMPLATE_HASH);
     }
     for key in ["labels", "annotations"] {
-        let empty = value.pointer(&format!("/metadata/{key}")).is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty()));
+        let empty =
+            value.pointer(&format!("/metadata/{key}")).is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty()));
         if empty {
             if let Some(metadata) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                 metadata.remove(key);

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-use super::hash::{pod_template_hash, POD_TEMPLATE_HASH};
-use super::{creation_order, spec_replicas, status_replicas, Rollout};
+use super::hash::{POD_TEMPLATE_HASH, pod_template_hash};
+use super::{Rollout, creation_order, spec_replicas, status_replicas};
 use crate::controllers::action::{Action, REPLICA_SETS};
 use crate::controllers::replicaset::{controller_of, controller_ref, object_ref};
 
@@ -115,7 +115,8 @@ fn create_new_replica_set(rollout: &mut Rollout<'_>, new_revision: i64) {
     let replicas = super::rolling::new_replica_set_target(rollout, index);
     rollout.sets[index].spec.get_or_insert_with(Default::default).replicas = Some(replicas);
     set_new_annotations(rollout, index, new_revision, false);
-    let event = (replicas > 0).then(|| rollout.scaling_event(format!("Scaled up replica set {name} from 0 to {replicas}")));
+    let event =
+        (replicas > 0).then(|| rollout.scaling_event(format!("Scaled up replica set {name} from 0 to {replicas}")));
     rollout.touch(index, true, event);
     set_deployment_revision(rollout, &new_revision.to_string());
     super::status::created_new_replica_set(rollout, &name);
@@ -156,7 +157,9 @@ fn set_new_annotations(rollout: &mut Rollout<'_>, index: usize, new_revision: i6
         }
     }
     if !exists {
-        for (key, value) in [(DESIRED_REPLICAS_ANNOTATION, desired.to_string()), (MAX_REPLICAS_ANNOTATION, max.to_string())] {
+        for (key, value) in
+            [(DESIRED_REPLICAS_ANNOTATION, desired.to_string()), (MAX_REPLICAS_ANNOTATION, max.to_string())]
+        {
             if annotations.get(key) != Some(&value) {
                 annotations.insert(key.to_owned(), value);
                 changed = true;
@@ -215,7 +218,11 @@ pub(super) fn cleanup(rollout: &mut Rollout<'_>) {
         if busy || rs.metadata.generation.unwrap_or(0) > observed || controller_of(&rs.metadata).is_none() {
             continue;
         }
-        deletions.push(Action::Delete { target: object_ref(REPLICA_SETS, &rs.metadata), uid: rs.metadata.uid.clone(), propagation: None });
+        deletions.push(Action::Delete {
+            target: object_ref(REPLICA_SETS, &rs.metadata),
+            uid: rs.metadata.uid.clone(),
+            propagation: None,
+        });
     }
     rollout.deletions.extend(deletions);
 }

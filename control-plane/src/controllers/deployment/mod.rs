@@ -36,9 +36,9 @@ mod history;
 mod recreate;
 mod rolling;
 mod scaling;
-mod status;
 #[cfg(test)]
 mod sim;
+mod status;
 
 use std::time::Duration;
 
@@ -48,10 +48,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
-use super::action::{Action, EventRecord, Plan, DEPLOYMENTS, REPLICA_SETS};
-use super::replicaset::{adopt_patch, controller_of, involved, labels_of, object_ref, release_patch, selector_of, to_json};
+use super::action::{Action, DEPLOYMENTS, EventRecord, Plan, REPLICA_SETS};
+use super::replicaset::{
+    adopt_patch, controller_of, involved, labels_of, object_ref, release_patch, selector_of, to_json,
+};
 
-pub use hash::{equal_ignore_hash, pod_template_hash, POD_TEMPLATE_HASH};
+pub use hash::{POD_TEMPLATE_HASH, equal_ignore_hash, pod_template_hash};
 pub use history::{
     DESIRED_REPLICAS_ANNOTATION, MAX_REPLICAS_ANNOTATION, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION,
 };
@@ -324,7 +326,9 @@ impl<'a> Rollout<'a> {
             }
         }
         plan.actions.append(&mut self.deletions);
-        if self.working.status != self.deployment.status || self.working.metadata.annotations != self.deployment.metadata.annotations {
+        if self.working.status != self.deployment.status
+            || self.working.metadata.annotations != self.deployment.metadata.annotations
+        {
             plan.push(deployment_status_update(&self.working));
         }
         plan

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{spec_replicas, status_replicas, Rollout};
+use super::{Rollout, spec_replicas, status_replicas};
 use crate::controllers::replicaset::{controller_of, pod_is_terminal};
 
 pub(super) fn rollout(rollout: &mut Rollout<'_>, pods_in_ns: &[&Pod]) {
@@ -43,6 +43,7 @@ fn old_pods_running(rollout: &Rollout<'_>, pods: &[&Pod]) -> bool {
     }
     let old_uids: Vec<&str> = old.iter().filter_map(|&index| rollout.sets[index].metadata.uid.as_deref()).collect();
     pods.iter().any(|pod| {
-        controller_of(&pod.metadata).is_some_and(|owner| old_uids.contains(&owner.uid.as_str())) && !pod_is_terminal(pod)
+        controller_of(&pod.metadata).is_some_and(|owner| old_uids.contains(&owner.uid.as_str()))
+            && !pod_is_terminal(pod)
     })
 }

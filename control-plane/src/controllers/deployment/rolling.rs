@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::apps::v1::DeploymentSpec;
 
-use super::{available_replicas, scaled_value, spec_replicas, Rollout};
+use super::{Rollout, available_replicas, scaled_value, spec_replicas};
 
 /// `(maxSurge, maxUnavailable)` resolved against `replicas` (Kubernetes' `ResolveFenceposts`):
 /// surge rounds up, unavailability down; both 0 → unavailable 1; unavailable at most replicas.
@@ -79,9 +79,7 @@ fn reconcile_old(rollout: &mut Rollout<'_>) -> bool {
     }
     let all_pods: i32 = rollout.sets.iter().map(spec_replicas).sum();
     let min_available = rollout.replicas - rollout.max_unavailable();
-    let new_unavailable = rollout
-        .new_set()
-        .map_or(0, |rs| spec_replicas(rs) - available_replicas(rs));
+    let new_unavailable = rollout.new_set().map_or(0, |rs| spec_replicas(rs) - available_replicas(rs));
     let max_scaled_down = all_pods - min_available - new_unavailable;
     if max_scaled_down <= 0 {
         return false;

@@ -4,8 +4,8 @@
 //! sizes (Kubernetes' proportional scaling), so a rollout in progress keeps its shape and the
 //! surge bound holds.
 
-use super::history::{cleanup, DESIRED_REPLICAS_ANNOTATION, MAX_REPLICAS_ANNOTATION};
-use super::{available_replicas, creation_order, spec_replicas, Rollout};
+use super::history::{DESIRED_REPLICAS_ANNOTATION, MAX_REPLICAS_ANNOTATION, cleanup};
+use super::{Rollout, available_replicas, creation_order, spec_replicas};
 
 /// Kubernetes' `isScalingEvent`: some active ReplicaSet was sized for another `spec.replicas`.
 pub(super) fn is_scaling_event(rollout: &Rollout<'_>) -> bool {
@@ -58,7 +58,10 @@ fn active_or_latest(rollout: &Rollout<'_>) -> Option<usize> {
     match active.as_slice() {
         [only] => Some(*only),
         [] => rollout.new_index.or_else(|| {
-            rollout.old_indexes().into_iter().max_by(|&a, &b| creation_order(&rollout.sets[a]).cmp(&creation_order(&rollout.sets[b])))
+            rollout
+                .old_indexes()
+                .into_iter()
+                .max_by(|&a, &b| creation_order(&rollout.sets[a]).cmp(&creation_order(&rollout.sets[b])))
         }),
         _ => None,
     }

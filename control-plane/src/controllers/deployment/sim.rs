@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::*;
-use crate::controllers::action::{Action, EventRecord, Plan, DEPLOYMENTS, REPLICA_SETS};
+use crate::controllers::action::{Action, DEPLOYMENTS, EventRecord, Plan, REPLICA_SETS};
 use crate::controllers::replicaset::tests::{at, labels, template};
 
 fn deployment(replicas: i32, image: &str, strategy: &str) -> Deployment {
@@ -111,8 +111,15 @@ impl Cluster {
                 }
                 Action::Update { target, object } if target.resource == REPLICA_SETS => {
                     let updated: ReplicaSet = serde_json::from_value(object.clone()).expect("a ReplicaSet");
-                    let rs = self.sets.iter_mut().find(|s| s.metadata.name.as_deref() == Some(&target.name)).expect("exists");
-                    assert_eq!(updated.metadata.resource_version, rs.metadata.resource_version, "one write per RS per plan");
+                    let rs = self
+                        .sets
+                        .iter_mut()
+                        .find(|s| s.metadata.name.as_deref() == Some(&target.name))
+                        .expect("exists");
+                    assert_eq!(
+                        updated.metadata.resource_version, rs.metadata.resource_version,
+                        "one write per RS per plan"
+                    );
                     let generation = rs.metadata.generation.unwrap_or(1) + i64::from(updated.spec != rs.spec);
                     let status = rs.status.clone();
                     *rs = updated;
@@ -216,13 +223,20 @@ fn rollout_status(deployment: &Deployment) -> String {
     let (updated, total, available) =
         (status.updated_replicas.unwrap_or(0), status.replicas.unwrap_or(0), status.available_replicas.unwrap_or(0));
     if updated < replicas {
-        return format!("Waiting for deployment \"web\" rollout to finish: {updated} out of {replicas} new replicas have been updated...");
+        return format!(
+            "Waiting for deployment \"web\" rollout to finish: {updated} out of {replicas} new replicas have been updated..."
+        );
     }
     if total > updated {
-        return format!("Waiting for deployment \"web\" rollout to finish: {} old replicas are pending termination...", total - updated);
+        return format!(
+            "Waiting for deployment \"web\" rollout to finish: {} old replicas are pending termination...",
+            total - updated
+        );
     }
     if available < updated {
-        return format!("Waiting for deployment \"web\" rollout to finish: {available} of {updated} updated replicas are available...");
+        return format!(
+            "Waiting for deployment \"web\" rollout to finish: {available} of {updated} updated replicas are available..."
+        );
     }
     "deployment \"web\" successfully rolled out".into()
 }
@@ -267,7 +281,9 @@ fn fresh_deployment_creates_its_first_replica_set() {
     assert_eq!(cluster.condition("Progressing"), Some(("True".into(), "NewReplicaSetCreated".into())));
     assert_eq!(cluster.condition("Available"), Some(("False".into(), "MinimumReplicasUnavailable".into())));
     let progressing = cluster.deployment.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    assert!(progressing.iter().any(|c| c.message.as_deref() == Some(&format!("Created new replica set \"web-{hash}\""))));
+    assert!(
+        progressing.iter().any(|c| c.message.as_deref() == Some(&format!("Created new replica set \"web-{hash}\"")))
+    );
     assert_eq!(plan.requeue_after, Some(std::time::Duration::from_secs(601)));
 }
 
@@ -314,7 +330,8 @@ fn recreate_scales_old_to_zero_before_the_new_one_up() {
     cluster.change_template("nginx:1.26");
     let new = cluster.new_name();
     cluster.run(20, &|cluster| {
-        let old_running = cluster.sets.iter().find(|s| s.metadata.name.as_deref() == Some(&old)).map_or(0, status_replicas);
+        let old_running =
+            cluster.sets.iter().find(|s| s.metadata.name.as_deref() == Some(&old)).map_or(0, status_replicas);
         let new_asked = cluster.sets.iter().find(|s| s.metadata.name.as_deref() == Some(&new)).map_or(0, spec_replicas);
         assert!(old_running == 0 || new_asked == 0, "old pods ({old_running}) while new ones asked ({new_asked})");
     });
@@ -376,8 +393,10 @@ fn history_cleanup_keeps_revision_history_limit() {
 #[test]
 fn paused_deployment_only_scales_proportionally() {
     let mut d = deployment(10, "v1", "RollingUpdate");
-    let rolling = RollingUpdateDeployment { max_surge: Some(IntOrString::Int(3)), max_unavailable: Some(IntOrString::Int(2)) };
-    d.spec.as_mut().expect("spec").strategy = Some(DeploymentStrategy { type_: Some("RollingUpdate".into()), rolling_update: Some(rolling) });
+    let rolling =
+        RollingUpdateDeployment { max_surge: Some(IntOrString::Int(3)), max_unavailable: Some(IntOrString::Int(2)) };
+    d.spec.as_mut().expect("spec").strategy =
+        Some(DeploymentStrategy { type_: Some("RollingUpdate".into()), rolling_update: Some(rolling) });
     let mut cluster = Cluster::new(d);
     cluster.run(20, &|_| {});
     let old = cluster.new_name();

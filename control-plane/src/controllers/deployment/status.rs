@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{available_replicas, ready_replicas, spec_replicas, status_replicas, Rollout};
+use super::{Rollout, available_replicas, ready_replicas, spec_replicas, status_replicas};
 use crate::controllers::action::Plan;
 use crate::controllers::replicaset::nanos_between;
 

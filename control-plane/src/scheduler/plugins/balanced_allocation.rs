@@ -2,8 +2,7 @@
 //! shares after placing the pod. Uses real requests (no non-zero defaults).
 
 use crate::scheduler::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin,
-    ScorePlugin, Status,
+    ClusterEvent, CycleState, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Status,
 };
 
 pub const NAME: &str = "NodeResourcesBalancedAllocation";
@@ -15,11 +14,7 @@ impl Plugin for BalancedAllocation {
         NAME
     }
     fn events(&self) -> &'static [ClusterEvent] {
-        const EVENTS: &[ClusterEvent] = &[
-            ClusterEvent::new(EventResource::AssignedPod, ActionType::DELETE.or(ActionType::UPDATE_POD_SCALE_DOWN)),
-            ClusterEvent::new(EventResource::Node, ActionType::ADD.or(ActionType::UPDATE_NODE_ALLOCATABLE)),
-        ];
-        EVENTS
+        super::node_resources_fit::EVENTS
     }
 }
 

@@ -42,7 +42,15 @@ impl Profile {
         let balanced = Arc::new(balanced_allocation::BalancedAllocation);
         Profile {
             pre_filter: vec![affinity.clone(), ports.clone(), spread.clone()],
-            filter: vec![unschedulable, node_name, taints.clone(), affinity.clone(), ports, fit.clone(), spread.clone()],
+            filter: vec![
+                unschedulable,
+                node_name,
+                taints.clone(),
+                affinity.clone(),
+                ports,
+                fit.clone(),
+                spread.clone(),
+            ],
             pre_score: vec![taints.clone(), affinity.clone(), spread.clone(), balanced.clone()],
             score: vec![taints, affinity, fit, spread, balanced],
         }

@@ -2,8 +2,8 @@
 //! add their weights to a node's score, normalized so the best node gets 100.
 
 use crate::scheduler::framework::{
-    ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
-    PreScorePlugin, ScorePlugin, Status, default_normalize,
+    ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, default_normalize,
 };
 use crate::scheduler::selector::{NodeTerm, RequiredNodeAffinity};
 
@@ -22,7 +22,8 @@ impl Plugin for NodeAffinity {
         NAME
     }
     fn events(&self) -> &'static [ClusterEvent] {
-        const EVENTS: &[ClusterEvent] = &[ClusterEvent::new(EventResource::Node, ActionType::ADD.or(ActionType::UPDATE_NODE_LABEL))];
+        const EVENTS: &[ClusterEvent] =
+            &[ClusterEvent::new(EventResource::Node, ActionType::ADD.or(ActionType::UPDATE_NODE_LABEL))];
         EVENTS
     }
 }
@@ -102,7 +103,10 @@ mod tests {
         let status = NodeAffinity.filter(&state, &p, &labelled("n2", json!({"disk": "ssd", "zone": "b"})));
         assert_eq!((status.code, status.message().as_str()), (Code::UnschedulableAndUnresolvable, REASON));
         assert!(!NodeAffinity.filter(&state, &p, &labelled("n1", json!({"zone": "a"}))).is_success());
-        assert_eq!(NodeAffinity.pre_filter(&mut CycleState::default(), &pod(json!({"containers": []})), &[]).code, Code::Skip);
+        assert_eq!(
+            NodeAffinity.pre_filter(&mut CycleState::default(), &pod(json!({"containers": []})), &[]).code,
+            Code::Skip
+        );
     }
 
     #[test]

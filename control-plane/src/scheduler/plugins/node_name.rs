@@ -1,6 +1,8 @@
 //! NodeName: a pod that names its node (`spec.nodeName`) fits only there.
 
-use crate::scheduler::framework::{ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo, Status};
+use crate::scheduler::framework::{
+    ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo, Status,
+};
 
 pub const NAME: &str = "NodeName";
 pub const REASON: &str = "node(s) didn't match the requested node name";

@@ -1,8 +1,8 @@
 //! NodePorts: a pod's host ports must be free on the node.
 
 use crate::scheduler::framework::{
-    ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
-    Status,
+    ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo,
+    PreFilterPlugin, Status,
 };
 
 pub const NAME: &str = "NodePorts";
@@ -45,8 +45,12 @@ mod tests {
     use std::sync::Arc;
 
     fn with_port(name: &str, ip: &str, port: i32, protocol: &str) -> PodInfo {
-        named_pod(name, json!({}), json!({"containers": [{"name": "c", "ports": [
-            {"containerPort": 80, "hostPort": port, "hostIP": ip, "protocol": protocol}]}]}))
+        named_pod(
+            name,
+            json!({}),
+            json!({"containers": [{"name": "c", "ports": [
+            {"containerPort": 80, "hostPort": port, "hostIP": ip, "protocol": protocol}]}]}),
+        )
     }
 
     #[test]

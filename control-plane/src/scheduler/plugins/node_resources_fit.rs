@@ -12,15 +12,17 @@ pub const NAME: &str = "NodeResourcesFit";
 
 pub struct NodeResourcesFit;
 
+/// What frees or adds room on a node: the events both resource plugins register.
+pub const EVENTS: &[ClusterEvent] = &[
+    ClusterEvent::new(EventResource::AssignedPod, ActionType::DELETE.or(ActionType::UPDATE_POD_SCALE_DOWN)),
+    ClusterEvent::new(EventResource::Node, ActionType::ADD.or(ActionType::UPDATE_NODE_ALLOCATABLE)),
+];
+
 impl Plugin for NodeResourcesFit {
     fn name(&self) -> &'static str {
         NAME
     }
     fn events(&self) -> &'static [ClusterEvent] {
-        const EVENTS: &[ClusterEvent] = &[
-            ClusterEvent::new(EventResource::AssignedPod, ActionType::DELETE.or(ActionType::UPDATE_POD_SCALE_DOWN)),
-            ClusterEvent::new(EventResource::Node, ActionType::ADD.or(ActionType::UPDATE_NODE_ALLOCATABLE)),
-        ];
         EVENTS
     }
 }
@@ -103,8 +105,13 @@ mod tests {
     #[test]
     fn scheduler_fit_filter_lists_every_insufficient_resource() {
         let state = CycleState::default();
-        let mut n = node("n1", json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "1", "example.com/gpu": "1"}}}));
-        let big = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1500m", "memory": "2Gi", "example.com/gpu": "2"}}}]}));
+        let mut n = node(
+            "n1",
+            json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "1", "example.com/gpu": "1"}}}),
+        );
+        let big = pod(
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1500m", "memory": "2Gi", "example.com/gpu": "2"}}}]}),
+        );
         assert_eq!(
             NodeResourcesFit.filter(&state, &big, &n).reasons,
             vec!["Insufficient cpu", "Insufficient memory", "Insufficient example.com/gpu"]
@@ -114,8 +121,14 @@ mod tests {
         let status = NodeResourcesFit.filter(&state, &none, &n);
         assert_eq!((status.code, status.message().as_str()), (Code::Unschedulable, "Too many pods"));
         let small = node("n2", json!({}));
-        assert!(NodeResourcesFit.filter(&state, &pod(requesting("4", "32Gi")), &small).is_success(), "exactly full fits");
-        assert_eq!(NodeResourcesFit.filter(&state, &pod(requesting("4001m", "")), &small).message(), "Insufficient cpu");
+        assert!(
+            NodeResourcesFit.filter(&state, &pod(requesting("4", "32Gi")), &small).is_success(),
+            "exactly full fits"
+        );
+        assert_eq!(
+            NodeResourcesFit.filter(&state, &pod(requesting("4001m", "")), &small).message(),
+            "Insufficient cpu"
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::sync::LazyLock;
 
 use k8s_openapi::api::core::v1::Taint;
 
-use crate::scheduler::framework::{ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo, Status};
+use crate::scheduler::framework::{
+    ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, NodeInfo, Plugin, PodInfo, Status,
+};
 use crate::scheduler::selector::tolerates;
 
 pub const NAME: &str = "NodeUnschedulable";

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{TopologySpreadConstraint, Toleration};
+use k8s_openapi::api::core::v1::{Toleration, TopologySpreadConstraint};
 
 use crate::scheduler::framework::{
     ActionType, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo,
@@ -103,7 +103,8 @@ impl Eligibility {
     }
     fn includes(&self, c: &Constraint, node: &NodeInfo) -> bool {
         (!c.honor_affinity || self.affinity.matches(&node.name, node.labels()))
-            && (!c.honor_taints || first_untolerated(node.taints(), &self.tolerations, &["NoSchedule", "NoExecute"]).is_none())
+            && (!c.honor_taints
+                || first_untolerated(node.taints(), &self.tolerations, &["NoSchedule", "NoExecute"]).is_none())
     }
 }
 
@@ -153,7 +154,10 @@ impl Plugin for PodTopologySpread {
             ),
             ClusterEvent::new(
                 EventResource::Node,
-                ActionType::ADD.or(ActionType::DELETE).or(ActionType::UPDATE_NODE_LABEL).or(ActionType::UPDATE_NODE_TAINT),
+                ActionType::ADD
+                    .or(ActionType::DELETE)
+                    .or(ActionType::UPDATE_NODE_LABEL)
+                    .or(ActionType::UPDATE_NODE_TAINT),
             ),
         ];
         EVENTS
@@ -333,7 +337,11 @@ mod tests {
         if let (Some(c), Value::Object(extra)) = (constraint.as_object_mut(), extra) {
             c.extend(extra);
         }
-        named_pod("new", json!({"app": "web"}), json!({"containers": [{"name": "c"}], "topologySpreadConstraints": [constraint]}))
+        named_pod(
+            "new",
+            json!({"app": "web"}),
+            json!({"containers": [{"name": "c"}], "topologySpreadConstraints": [constraint]}),
+        )
     }
 
     #[test]

@@ -94,10 +94,13 @@ mod tests {
     #[test]
     fn scheduler_taint_filter_names_the_first_untolerated_taint() {
         let state = CycleState::default();
-        let n = tainted("n1", json!([
+        let n = tainted(
+            "n1",
+            json!([
             {"key": "soft", "effect": "PreferNoSchedule"},
             {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
-            {"key": "dedicated", "value": "db", "effect": "NoExecute"}]));
+            {"key": "dedicated", "value": "db", "effect": "NoExecute"}]),
+        );
         let status = TaintToleration.filter(&state, &pod(json!({"containers": []})), &n);
         assert_eq!(status.code, Code::UnschedulableAndUnresolvable);
         assert_eq!(status.message(), "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }");
@@ -111,9 +114,14 @@ mod tests {
         let nodes = [
             tainted("a", json!([])),
             tainted("b", json!([{"key": "x", "effect": "PreferNoSchedule"}])),
-            tainted("c", json!([{"key": "x", "effect": "PreferNoSchedule"}, {"key": "y", "effect": "PreferNoSchedule"}])),
+            tainted(
+                "c",
+                json!([{"key": "x", "effect": "PreferNoSchedule"}, {"key": "y", "effect": "PreferNoSchedule"}]),
+            ),
         ];
-        let p = pod(json!({"containers": [], "tolerations": [{"key": "y", "operator": "Exists", "effect": "PreferNoSchedule"}]}));
+        let p = pod(
+            json!({"containers": [], "tolerations": [{"key": "y", "operator": "Exists", "effect": "PreferNoSchedule"}]}),
+        );
         let mut state = CycleState::default();
         TaintToleration.pre_score(&mut state, &p, &[], &[]);
         let mut scores: Vec<i64> = nodes.iter().map(|n| TaintToleration.score(&state, &p, n).unwrap_or(-1)).collect();
