@@ -19,6 +19,7 @@
 
 pub mod apiserver;
 pub mod client;
+pub mod components;
 pub mod controllers;
 pub mod election;
 pub mod fieldmanager;
