@@ -20,6 +20,7 @@
 pub mod apiserver;
 pub mod client;
 pub mod components;
+pub mod controller_manager;
 pub mod controllers;
 pub mod election;
 pub mod fieldmanager;

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::apiserver::storage::WriteMode;
 use crate::apiserver::{self, Api};
+use crate::components::{self, Components};
 use crate::kv::Kv;
 use crate::kv::embedded::EmbeddedKv;
 use crate::kv::remote::{RemoteKv, RemoteTls};
@@ -24,6 +25,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// The whole stop, API server and store, from the signal: what a member alone gets
 /// (`keel_store::shutdown::STOP_BUDGET`), within the 5 s a process is given to exit.
 const STOP_BUDGET: Duration = keel_store::shutdown::STOP_BUDGET;
+/// Of that, what releasing the components' Leases may take.
+const COMPONENTS_STOP_BUDGET: Duration = Duration::from_millis(500);
 
 #[derive(clap::Args, Debug)]
 pub struct MasterArgs {
@@ -46,6 +49,9 @@ pub struct MasterArgs {
     /// The cluster PKI: CA and certificates, generated on first start.
     #[arg(long, default_value = ".keel/pki")]
     pub pki_dir: PathBuf,
+    /// Leader election of the scheduler and the controller manager.
+    #[command(flatten)]
+    pub election: crate::election::ElectionConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +68,8 @@ pub enum MasterError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("--store-cacert, --store-cert and --store-key go together")]
     HalfStoreTls,
+    #[error("components: {0}")]
+    Components(#[from] crate::components::informers::MissingResource),
 }
 
 /// Runs a master until SIGINT or SIGTERM.
@@ -75,6 +83,7 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
     let listener = tokio::net::TcpListener::bind(args.api_listen)
         .await
         .map_err(|source| MasterError::Listen { addr: args.api_listen, source })?;
+    let master_name = args.store.name.clone();
     let (kv, embedded): (Arc<dyn Kv>, _) = if args.store_endpoints.is_empty() {
         let mut config = args.store.into_config()?;
         config.progress_notify_interval = config.progress_notify_interval.min(PROGRESS_INTERVAL);
@@ -90,6 +99,7 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
     };
     let api = Api::new(kv, format!("{}", args.api_listen));
     let bootstrap = tokio::spawn(bootstrap(api.clone()));
+    let components = components::start(&api, &master_name, args.election)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(apiserver::server::serve(api, listener, tls, stop_rx));
     tracing::info!(listen = %args.api_listen, "keel master is serving the API");
@@ -103,12 +113,15 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
             tracing::info!("shutting down");
         }
     }
-    stop(Serving { stop_tx, server, bootstrap, embedded }).await;
+    stop(Serving { components, stop_tx, server, bootstrap, embedded }).await;
     Ok(())
 }
 
 /// What a running master stops.
 struct Serving {
+    /// The scheduler and the controller manager (when this master leads them), their
+    /// electors and the informers.
+    components: Components,
     /// Tells the API server to drain and return.
     stop_tx: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -118,14 +131,17 @@ struct Serving {
     embedded: Option<keel_store::server::RunningStore>,
 }
 
-/// Stops a master within [`STOP_BUDGET`]: first the API server (it drains its requests, ends
+/// Stops a master within [`STOP_BUDGET`]: first the components (their work ends and their
+/// Leases are released while the store still takes the write, for a prompt takeover), then the
+/// API server (it drains its requests, ends
 /// its watches and drops every handle on the store: `apiserver::server`), then the embedded
 /// store member with the time left (`keel_store::shutdown`: leadership handed over, Raft
 /// stopped, database closed). The other way round, requests in flight would lose their store.
 async fn stop(serving: Serving) {
     let deadline = tokio::time::Instant::now() + STOP_BUDGET;
-    let Serving { stop_tx, mut server, bootstrap, embedded } = serving;
+    let Serving { components, stop_tx, mut server, bootstrap, embedded } = serving;
     bootstrap.abort();
+    components.stop_by(tokio::time::Instant::now() + COMPONENTS_STOP_BUDGET).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
         server.abort();

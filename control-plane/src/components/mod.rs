@@ -27,22 +27,58 @@ pub use informers::Informers;
 pub const SCHEDULER_AGENT: &str = "kube-scheduler";
 pub const CONTROLLER_MANAGER_AGENT: &str = "kube-controller-manager";
 
-/// Starts the informers, the electors and the supervised components; they stop when `stop`
-/// turns true (electors release their Leases) or when the handles are aborted.
-pub fn start(
-    api: &Arc<Api>,
-    master: &str,
-    election: ElectionConfig,
-    stop: watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<()>>, informers::MissingResource> {
-    let (informers, tasks) = Informers::start(api)?;
-    let _ = (&informers, master, election, &stop, SCHEDULER_AGENT, CONTROLLER_MANAGER_AGENT);
-    // The scheduler: Runner::new(&informers) and `lead` under Component::Scheduler (below).
-    // The controller manager: ControllerManager::new and `lead` under Component::ControllerManager.
-    Ok(tasks)
+/// The running components of one master.
+pub struct Components {
+    stop: watch::Sender<bool>,
+    /// One per component: its elector and supervisor.
+    electors: Vec<JoinHandle<()>>,
+    informers: Vec<JoinHandle<()>>,
 }
 
-#[allow(dead_code)] // used by the components wired next
+impl Components {
+    /// Stops the components' work and releases their Leases (so another master takes over at
+    /// once rather than after a lease duration), by `deadline`; then the informers.
+    pub async fn stop_by(self, deadline: tokio::time::Instant) {
+        let _ = self.stop.send(true);
+        for mut elector in self.electors {
+            if tokio::time::timeout_at(deadline, &mut elector).await.is_err() {
+                elector.abort();
+            }
+        }
+        for informer in self.informers {
+            informer.abort();
+        }
+    }
+}
+
+/// Starts the informers and, per component, an elector and the supervised component.
+pub fn start(api: &Arc<Api>, master: &str, election: ElectionConfig) -> Result<Components, informers::MissingResource> {
+    let (stop_tx, stop) = watch::channel(false);
+    let (informers, informer_tasks) = Informers::start(api)?;
+    let mut tasks = Vec::new();
+    let scheduler = crate::scheduler::runner::Runner::new(&informers);
+    tasks.push(elect(
+        api,
+        Component::Scheduler,
+        master,
+        election,
+        stop.clone(),
+        Client::new(api.clone(), "system:kube-scheduler", SCHEDULER_AGENT),
+        move |client| scheduler.clone().lead(client),
+    ));
+    let controllers = crate::controller_manager::ControllerManager::new(api, &informers);
+    tasks.push(elect(
+        api,
+        Component::ControllerManager,
+        master,
+        election,
+        stop,
+        Client::new(api.clone(), "system:kube-controller-manager", CONTROLLER_MANAGER_AGENT),
+        move |client| controllers.clone().lead(client),
+    ));
+    Ok(Components { stop: stop_tx, electors: tasks, informers: informer_tasks })
+}
+
 fn elect<F, Fut>(
     api: &Arc<Api>,
     component: Component,

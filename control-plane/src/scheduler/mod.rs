@@ -35,6 +35,7 @@ pub mod framework;
 pub mod plugins;
 pub mod queue;
 pub mod resources;
+pub mod runner;
 pub mod schedule;
 pub mod selector;
 #[cfg(test)]
