@@ -1,11 +1,8 @@
 //! Hollow nodes end to end: `keel up --agents 3 --runtime simulated`, then the real kubectl.
 //! The nodes register Ready with kubectl's columns, their Leases in kube-node-lease renew, a pod
-//! bound by `spec.nodeName` (the scheduler is not part of this suite) runs with an IP from its
-//! node's podCIDR, `kubectl delete pod` completes because the agent finishes the graceful
-//! deletion, and a killed agent stops renewing.
-//!
-//! Nothing assigns pod CIDRs yet (the NodeIPAM controller is a later issue): the test stands in
-//! for it with `kubectl patch node ... spec.podCIDR(s)`.
+//! bound by `spec.nodeName` runs with an IP from the podCIDR the node IPAM controller gave its
+//! node, `kubectl delete pod` completes because the agent finishes the graceful deletion, and a
+//! killed agent stops renewing.
 
 mod common;
 
@@ -79,11 +76,6 @@ fn pod_manifest(name: &str, node: &str) -> String {
     )
 }
 
-fn set_pod_cidr(cluster: &UpCluster, node: &str, cidr: &str) {
-    let patch = format!(r#"{{"spec":{{"podCIDR":"{cidr}","podCIDRs":["{cidr}"]}}}}"#);
-    ok(cluster, &["patch", "node", node, "--type", "merge", "-p", &patch]);
-}
-
 fn wait_running(cluster: &UpCluster, name: &str) -> Value {
     eventually(RUNNING_TIMEOUT, &format!("pod {name} Running"), cluster, || {
         let pod = json(cluster, &["get", "pod", name]);
@@ -149,23 +141,28 @@ fn hollow_nodes_register_renew_run_pods_finish_deletions_and_stop_when_killed() 
         assert!(new > old, "a Lease was not renewed in {RENEW_WAIT:?}: {old} -> {new}");
     }
 
-    // A pod on a node without a podCIDR waits (Pending, ContainerCreating) until it gets one.
+    // The node IPAM controller gives every node its own /24 of 10.244.0.0/16.
+    let cidrs: Vec<String> = ["hollow-1", "hollow-2", "hollow-3"]
+        .iter()
+        .map(|name| {
+            eventually(READY_TIMEOUT, &format!("{name} has a podCIDR"), &cluster, || {
+                json(&cluster, &["get", "node", name])["spec"]["podCIDR"].as_str().map(str::to_string)
+            })
+        })
+        .collect();
+    let mut distinct = cidrs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{cidrs:?}");
+    assert!(cidrs.iter().all(|c| c.starts_with("10.244.") && c.ends_with(".0/24")), "{cidrs:?}");
+    let cidr = cidrs[1].clone();
+
+    // A pod bound to hollow-2 runs with an IP from that CIDR.
     let created = cluster.kubectl_stdin(&["create", "-f", "-"], &pod_manifest("web", "hollow-2"));
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let waiting = eventually(RUNNING_TIMEOUT, "web reported Pending", &cluster, || {
-        let pod = json(&cluster, &["get", "pod", "web"]);
-        pod["status"]["containerStatuses"].is_array().then_some(pod)
-    });
-    assert_eq!(waiting["status"]["phase"], "Pending");
-    assert_eq!(waiting["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(json(&cluster, &["get", "pod", "web"])["status"]["phase"], "Pending", "no podCIDR: no sandbox");
-
-    // The NodeIPAM stand-in assigns the CIDR: the pod runs with an IP from it.
-    set_pod_cidr(&cluster, "hollow-2", "10.244.2.0/24");
     let pod = wait_running(&cluster, "web");
     let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
-    assert!(in_cidr_24(&ip, "10.244.2.0/24"), "{ip} is not in hollow-2's podCIDR");
+    assert!(in_cidr_24(&ip, &cidr), "{ip} is not in hollow-2's podCIDR {cidr}");
     assert_eq!(pod["status"]["hostIP"], node_ip(&cluster, "hollow-2"));
     let kinds: Vec<(&str, &str)> = pod["status"]["conditions"]
         .as_array()

@@ -52,6 +52,9 @@ pub struct MasterArgs {
     /// Leader election of the scheduler and the controller manager.
     #[command(flatten)]
     pub election: crate::election::ElectionConfig,
+    /// The controllers' settings.
+    #[command(flatten)]
+    pub controllers: crate::controller_manager::ControllerConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,8 @@ pub enum MasterError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("--store-cacert, --store-cert and --store-key go together")]
     HalfStoreTls,
+    #[error("--cluster-cidr / --node-cidr-mask-size: {0}")]
+    ClusterCidr(#[from] crate::controllers::node_ipam::CidrError),
     #[error("components: {0}")]
     Components(#[from] crate::components::informers::MissingResource),
 }
@@ -76,6 +81,7 @@ pub enum MasterError {
 pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
     // Listening before the start: a signal during it stops the master once it is up.
     let asked_to_stop = keel_store::shutdown::signal();
+    args.controllers.validate()?;
     let hosts = vec![args.api_listen.ip().to_string()];
     let cluster_pki = pki::ensure(&args.pki_dir, &hosts)?;
     let tls = Arc::new(pki::server_config(&cluster_pki)?);
@@ -99,7 +105,7 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
     };
     let api = Api::new(kv, format!("{}", args.api_listen));
     let bootstrap = tokio::spawn(bootstrap(api.clone()));
-    let components = components::start(&api, &master_name, args.election)?;
+    let components = components::start(&api, &master_name, args.election, &args.controllers, args.api_listen)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(apiserver::server::serve(api, listener, tls, stop_rx));
     tracing::info!(listen = %args.api_listen, "keel master is serving the API");

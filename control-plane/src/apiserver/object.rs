@@ -146,9 +146,13 @@ pub fn keep_status(into: &mut Value, from: &Value) {
     }
 }
 
-/// Everything but status moves from `from` into `into` (a `/status` write changes only status).
+/// Everything but status and annotations moves from `from` into `into`: a `/status` write
+/// changes status and may change annotations (Kubernetes' status strategies reset the spec
+/// and, for some kinds, labels, but not annotations; the Deployment controller writes its
+/// revision annotation with the status).
 pub fn keep_all_but_status(into: &mut Value, from: &Value) {
     let status = into.get("status").cloned();
+    let annotations = into.pointer("/metadata/annotations").cloned();
     *into = from.clone();
     if let Some(map) = into.as_object_mut() {
         match status {
@@ -156,6 +160,11 @@ pub fn keep_all_but_status(into: &mut Value, from: &Value) {
             None => map.remove("status"),
         };
     }
+    let metadata = metadata_mut(into);
+    match annotations {
+        Some(annotations) => metadata.insert("annotations".into(), annotations),
+        None => metadata.remove("annotations"),
+    };
 }
 
 #[cfg(test)]

@@ -225,22 +225,30 @@ impl Client {
     }
 
     /// Carries out a plan in order. A failed event is logged and skipped; any other failure
-    /// stops the plan (the caller requeues the key; a fenced failure ends the leadership).
-    pub async fn run_plan(&self, plan: &Plan) -> Result<(), ClientError> {
-        for action in &plan.actions {
+    /// stops the plan and says which action failed (the caller requeues the key; a fenced
+    /// failure ends the leadership).
+    pub async fn run_plan(&self, plan: &Plan) -> Result<(), PlanFailure> {
+        for (index, action) in plan.actions.iter().enumerate() {
             match self.run(action).await {
                 Ok(_) => {}
-                Err(error @ ClientError::Fenced(_)) => return Err(error),
+                Err(error @ ClientError::Fenced(_)) => return Err(PlanFailure { index, error }),
                 Err(error) if matches!(action, Action::Event(_)) => {
                     tracing::debug!(%error, "an event was not recorded");
                 }
                 // Gone already is what a delete wanted.
                 Err(error) if error.is_not_found() && matches!(action, Action::Delete { .. }) => {}
-                Err(error) => return Err(error),
+                Err(error) => return Err(PlanFailure { index, error }),
             }
         }
         Ok(())
     }
+}
+
+/// The action of a plan that failed (`plan.actions[index]`; the ones after it were not run).
+#[derive(Debug)]
+pub struct PlanFailure {
+    pub index: usize,
+    pub error: ClientError,
 }
 
 const JSON: &str = "application/json";

@@ -52,7 +52,13 @@ impl Components {
 }
 
 /// Starts the informers and, per component, an elector and the supervised component.
-pub fn start(api: &Arc<Api>, master: &str, election: ElectionConfig) -> Result<Components, informers::MissingResource> {
+pub fn start(
+    api: &Arc<Api>,
+    master: &str,
+    election: ElectionConfig,
+    controllers: &crate::controller_manager::ControllerConfig,
+    api_address: std::net::SocketAddr,
+) -> Result<Components, informers::MissingResource> {
     let (stop_tx, stop) = watch::channel(false);
     let (informers, informer_tasks) = Informers::start(api)?;
     let mut tasks = Vec::new();
@@ -66,7 +72,7 @@ pub fn start(api: &Arc<Api>, master: &str, election: ElectionConfig) -> Result<C
         Client::new(api.clone(), "system:kube-scheduler", SCHEDULER_AGENT),
         move |client| scheduler.clone().lead(client),
     ));
-    let controllers = crate::controller_manager::ControllerManager::new(api, &informers);
+    let controllers = crate::controller_manager::ControllerManager::new(&informers, controllers, api_address);
     tasks.push(elect(
         api,
         Component::ControllerManager,

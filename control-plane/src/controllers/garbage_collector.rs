@@ -105,6 +105,11 @@ impl Graph {
         self.objects.get(uid)
     }
 
+    /// Every object's UID (for a full resync).
+    pub fn uids(&self) -> impl Iterator<Item = &String> {
+        self.objects.keys()
+    }
+
     /// Adds or replaces an object; returns the UIDs to sync: itself, its old and new owners, and
     /// (when it appears or starts being deleted) its dependents.
     pub fn upsert(&mut self, object: Object) -> Vec<String> {
