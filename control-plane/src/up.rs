@@ -45,6 +45,10 @@ pub struct UpArgs {
     /// The agent's container runtime (`keel agent --runtime`).
     #[arg(long, default_value = "simulated")]
     pub runtime: String,
+    /// An extra `keel master` flag for every master (repeatable), e.g.
+    /// `--master-arg=--node-monitor-grace-period=5s`.
+    #[arg(long = "master-arg", allow_hyphen_values = true)]
+    pub master_args: Vec<String>,
 }
 
 /// One master's ports.
@@ -167,8 +171,11 @@ fn start_master(exe: &Path, args: &UpArgs, cluster_pki: &Pki, index: usize) -> R
     if args.store_endpoints.is_empty() {
         store_flags(&mut command, args, cluster_pki, index);
     } else {
+        // The master's name (its Lease holder identities' prefix) is the member name otherwise.
+        command.arg("--name").arg(&name);
         command.arg("--store-endpoints").arg(args.store_endpoints.join(","));
     }
+    command.args(&args.master_args);
     let child = command.spawn().map_err(io(format!("starting {name}")))?;
     // Tests and scripts stop stray masters by these PIDs if `up` itself was killed.
     if let Some(pid) = child.id() {

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod control_plane;
+pub mod kube;
 pub mod masters;
 
 use std::path::{Path, PathBuf};
