@@ -216,6 +216,9 @@ impl Client {
             Action::Delete { target, uid, propagation } => {
                 self.delete(target, uid.as_deref(), *propagation, None).await
             }
+            Action::ForceDelete { target, uid } => {
+                self.delete(target, Some(uid), Some(Propagation::Background), Some(0)).await
+            }
             Action::Event(record) => {
                 let event = event_object(record, self.user_agent);
                 let namespace = record.involved.namespace.clone().unwrap_or_else(|| "default".to_string());
@@ -236,7 +239,9 @@ impl Client {
                     tracing::debug!(%error, "an event was not recorded");
                 }
                 // Gone already is what a delete wanted.
-                Err(error) if error.is_not_found() && matches!(action, Action::Delete { .. }) => {}
+                Err(error)
+                    if error.is_not_found() && matches!(action, Action::Delete { .. } | Action::ForceDelete { .. }) => {
+                }
                 Err(error) => return Err(PlanFailure { index, error }),
             }
         }

@@ -75,6 +75,9 @@ pub enum Action {
     Patch { target: ObjectRef, subresource: Option<&'static str>, patch_type: PatchType, patch: Value },
     /// DELETE, with a UID precondition when given (never deletes a same-named successor).
     Delete { target: ObjectRef, uid: Option<String>, propagation: Option<Propagation> },
+    /// DELETE with `gracePeriodSeconds: 0` and a UID precondition: for pods no kubelet is left
+    /// to finish a graceful deletion of (their node is gone).
+    ForceDelete { target: ObjectRef, uid: String },
     /// A core/v1 Event about `involved` (best effort: a failed event never fails the plan).
     Event(EventRecord),
 }

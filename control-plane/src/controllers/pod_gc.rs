@@ -10,10 +10,8 @@
 //! which the runtime may do before carrying out the plan).
 //!
 //! Orphaned pods first get `DisruptionTarget` ("DeletionByPodGC", "PodGC: node no longer
-//! exists") and phase Failed, then are deleted. Kubernetes deletes these with gracePeriod 0;
-//! `Action::Delete` cannot say so yet, so a pod that is already terminating on a missing node
-//! is deleted again each pass (see the report: a grace period on `Action::Delete` is needed for
-//! these to go without the API server's interim reaper).
+//! exists") and phase Failed, then are deleted with gracePeriod 0 (`Action::ForceDelete`), as
+//! Kubernetes does: no kubelet is left to finish a graceful deletion.
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -23,7 +21,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::action::{Action, ObjectRef, PODS, Plan, Propagation};
+use super::action::{Action, ObjectRef, PODS, Plan};
 use super::endpointslices::to_json;
 
 /// Kubernetes' `--terminated-pod-gc-threshold` default.
@@ -147,8 +145,10 @@ fn target(pod: &Pod) -> ObjectRef {
     }
 }
 
+/// Pod GC deletes at once (grace 0), as Kubernetes' does: the pods it removes have no kubelet
+/// left to finish a graceful deletion, or are terminated already.
 fn delete(pod: &Pod) -> Action {
-    Action::Delete { target: target(pod), uid: pod.metadata.uid.clone(), propagation: Some(Propagation::Background) }
+    Action::ForceDelete { target: target(pod), uid: uid(pod).to_string() }
 }
 
 #[cfg(test)]
@@ -179,8 +179,8 @@ mod tests {
         plan.actions
             .iter()
             .filter_map(|a| match a {
-                Action::Delete { target, uid, .. } => {
-                    assert!(uid.is_some());
+                Action::ForceDelete { target, uid } => {
+                    assert!(!uid.is_empty());
                     Some(target.name.clone())
                 }
                 _ => None,
