@@ -365,28 +365,26 @@ fn transferring_replicas(cluster: &UpCluster) {
     );
 }
 
-/// An apply to `/status` owns status fields through an entry for the subresource.
+/// An apply to `/status` owns status fields through an entry for the subresource. (A
+/// Service's: no controller writes a ClusterIP Service's status, whereas the deployment
+/// controller owns a Deployment's and would rightly conflict.)
 fn status_apply(cluster: &UpCluster) {
-    let status = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nginx-deployment"},
-        "status": {"replicas": 5, "observedGeneration": 1}});
-    let path = manifest(cluster, "nginx-status.json", &status);
+    ok(cluster.kubectl(&["create", "service", "clusterip", "status-demo", "--tcp=80"]), "create service");
+    let status = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "status-demo"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}});
+    let path = manifest(cluster, "service-status.json", &status);
     let args = ["apply", "--server-side", "--subresource=status", "--field-manager=status-writer", "-f", &path];
     ok(cluster.kubectl(&args), "status apply");
-    let object = get(cluster, "deployment", "nginx-deployment");
-    assert_eq!(object["status"]["replicas"], 5, "{object}");
-    let writer: Vec<_> = entries(&object, "apps/v1").into_iter().filter(|e| e.0 == "status-writer").collect();
+    let object = get(cluster, "service", "status-demo");
+    assert_eq!(object["status"]["loadBalancer"]["ingress"][0]["ip"], "192.0.2.10", "{object}");
+    let writer: Vec<_> = entries(&object, "v1").into_iter().filter(|e| e.0 == "status-writer").collect();
     assert_eq!(
         writer,
-        vec![entry(
-            "status-writer",
-            "Apply",
-            "status",
-            json!({"f:status": {"f:replicas": {}, "f:observedGeneration": {}}})
-        )]
+        vec![entry("status-writer", "Apply", "status", json!({"f:status": {"f:loadBalancer": {"f:ingress": {}}}}))]
     );
     let version = resource_version(&object);
     ok(cluster.kubectl(&args), "status apply again");
-    assert_eq!(resource_version(&get(cluster, "deployment", "nginx-deployment")), version, "a no-op status apply");
+    assert_eq!(resource_version(&get(cluster, "service", "status-demo")), version, "a no-op status apply");
 }
 
 fn run_suite(backend: Backend) {

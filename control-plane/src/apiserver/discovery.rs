@@ -41,6 +41,7 @@ fn subresource_kind(resource: &Resource, subresource: &str) -> (Value, &'static 
     match subresource {
         "scale" => (json!({ "group": "autoscaling", "version": "v1", "kind": "Scale" }), &["get", "patch", "update"]),
         "binding" => (json!({ "group": "", "version": "v1", "kind": "Binding" }), &["create"]),
+        "eviction" => (json!({ "group": "policy", "version": "v1", "kind": "Eviction" }), &["create"]),
         "log" => (own, &["get"]),
         "exec" => (json!({ "group": "", "version": "v1", "kind": "PodExecOptions" }), &["create", "get"]),
         _ => (own, &["get", "patch", "update"]),
@@ -187,7 +188,7 @@ mod tests {
         assert_eq!(core["items"][0]["metadata"]["name"], "");
         let subresources: Vec<&str> =
             pods["subresources"].as_array().expect("subs").iter().filter_map(|s| s["subresource"].as_str()).collect();
-        assert_eq!(subresources, vec!["status", "binding", "log", "exec"]);
+        assert_eq!(subresources, vec!["status", "binding", "eviction", "log", "exec"]);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Resource {
             subresources.push("scale");
         }
         if self.plural == "pods" {
-            subresources.extend(["binding", "log", "exec"]);
+            subresources.extend(["binding", "eviction", "log", "exec"]);
         }
         subresources
     }

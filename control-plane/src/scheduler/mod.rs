@@ -1,5 +1,5 @@
-//! The scheduler's pure core: places pods on nodes. No I/O, no async, no API client: the
-//! wiring (informers, `pods/binding`, status patches, events) lives elsewhere and calls this.
+//! The scheduler: places pods on nodes. The core (everything but `runner`, `feed` and
+//! `writes`) is pure: no I/O, no async, no API client; the wiring calls it.
 //!
 //! # Layout
 //! - `resources.rs`: Kubernetes quantities → integers (milli-cpu, bytes); what a pod requests
@@ -11,6 +11,9 @@
 //! - `schedule.rs`: `Scheduler::schedule_one`, one cycle; `FitError` and its exact message.
 //! - `cache.rs`: `Cache`, nodes with their bound and assumed pods; scheduling reads it directly.
 //! - `queue.rs`: `SchedulingQueue`, activeQ / backoffQ / unschedulable set, cluster-event moves.
+//! - `runner.rs`: the loop that runs while this master leads (cycles, concurrent binds);
+//!   `feed.rs`: the informer callbacks that keep the cache and queue on every master;
+//!   `writes.rs`: bindings, the PodScheduled condition, the events.
 //!
 //! # The loop the wiring runs
 //! ```text
@@ -31,6 +34,7 @@
 //! - Messages and reasons are Kubernetes' own strings (kubectl users and tests compare them).
 
 pub mod cache;
+mod feed;
 pub mod framework;
 pub mod plugins;
 pub mod queue;
@@ -40,6 +44,7 @@ pub mod schedule;
 pub mod selector;
 #[cfg(test)]
 mod testutil;
+mod writes;
 
 pub use cache::{Cache, CacheError, SpreadSourceKind};
 pub use framework::{ActionType, ClusterEvent, Code, EventResource, NodeInfo, PodInfo, PodKey, Status, pod_key};

@@ -25,7 +25,7 @@
 //! Only pods for `default-scheduler` that are not bound yet are queued; others are ignored.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,8 @@ pub struct SchedulingQueue {
     backoff: BTreeSet<(Instant, u64, PodKey)>,
     /// Parked pods by the time they must leave at the latest.
     unschedulable: BTreeSet<(Instant, u64, PodKey)>,
+    /// Popped and not yet done or failed.
+    in_flight: HashSet<PodKey>,
     next_seq: u64,
 }
 
@@ -146,6 +148,7 @@ impl SchedulingQueue {
             active: BTreeSet::new(),
             backoff: BTreeSet::new(),
             unschedulable: BTreeSet::new(),
+            in_flight: HashSet::new(),
             next_seq: 0,
         }
     }
@@ -244,6 +247,7 @@ impl SchedulingQueue {
     pub fn delete(&mut self, key: &str) {
         self.unplace(key);
         self.entries.remove(key);
+        self.in_flight.remove(key);
     }
 
     /// The next pod to schedule, after moving due backoff and overdue parked pods.
@@ -255,6 +259,7 @@ impl SchedulingQueue {
         entry.attempts = entry.attempts.saturating_add(1);
         entry.in_flight_events.clear();
         entry.in_flight_overflow = false;
+        self.in_flight.insert(key.clone());
         Some(QueuedPod { pod: entry.pod.clone(), key, attempts: entry.attempts })
     }
 
@@ -273,6 +278,7 @@ impl SchedulingQueue {
     pub fn done(&mut self, key: &str) {
         if self.entries.get(key).is_some_and(|e| e.place == Place::InFlight) {
             self.entries.remove(key);
+            self.in_flight.remove(key);
         }
     }
 
@@ -306,24 +312,36 @@ impl SchedulingQueue {
     /// A cluster change: parked pods that one of their rejecting plugins registered it for move
     /// to backoffQ (still backing off) or activeQ; in-flight pods remember it.
     pub fn on_cluster_event(&mut self, event: ClusterEvent, now: Instant) {
+        // Only parked and in-flight pods care: walk those sets, not every entry.
         let mut moving = Vec::new();
-        for (key, entry) in self.entries.iter_mut() {
-            match entry.place {
-                Place::Unschedulable if entry.interests.iter().any(|i| i.covers(&event)) => moving.push(key.clone()),
-                Place::InFlight => {
-                    if entry.in_flight_events.len() < self.config.max_in_flight_events {
-                        entry.in_flight_events.push(event);
-                    } else {
-                        entry.in_flight_overflow = true;
-                    }
-                }
-                _ => {}
+        for (_, _, key) in &self.unschedulable {
+            if self.entries.get(key).is_some_and(|e| e.interests.iter().any(|i| i.covers(&event))) {
+                moving.push(key.clone());
+            }
+        }
+        for key in &self.in_flight {
+            let Some(entry) = self.entries.get_mut(key) else { continue };
+            if entry.in_flight_events.len() < self.config.max_in_flight_events {
+                entry.in_flight_events.push(event);
+            } else {
+                entry.in_flight_overflow = true;
             }
         }
         for key in moving {
             self.unplace(&key);
             let next = self.ready_or_backoff(&key, now);
             self.place(&key, next);
+        }
+    }
+
+    /// Puts every in-flight pod back into activeQ: a new leadership term starts, and the
+    /// cycles and binds of the last one were abandoned.
+    pub fn requeue_in_flight(&mut self) {
+        let keys: Vec<PodKey> = self.in_flight.drain().collect();
+        for key in keys {
+            if self.entries.get(&key).is_some_and(|e| e.place == Place::InFlight) {
+                self.place(&key, Place::Active);
+            }
         }
     }
 
@@ -388,6 +406,11 @@ impl SchedulingQueue {
         let Some(entry) = self.entries.get_mut(key) else { return };
         entry.place = place;
         let owned = key.to_string();
+        if place == Place::InFlight {
+            self.in_flight.insert(owned.clone());
+        } else {
+            self.in_flight.remove(key);
+        }
         match place {
             Place::Active => {
                 self.active.insert((Reverse(entry.priority()), entry.timestamp, entry.seq, owned));

@@ -1,6 +1,7 @@
 //! Subresources: `status` (the status half of an object), `scale` (an autoscaling/v1 Scale
-//! over `spec.replicas`), `binding` (assigns a pod to a node), and `log`/`exec`, which need a
-//! node agent and answer so until agents serve them.
+//! over `spec.replicas`), `binding` (assigns a pod to a node), `eviction` (a delete that a
+//! PodDisruptionBudget could refuse; Keel serves none, so every eviction is allowed), and
+//! `log`/`exec`, which need a node agent and answer so until agents serve them.
 
 use axum::response::Response;
 use http::StatusCode;
@@ -25,6 +26,7 @@ pub async fn handle(api: &Api, call: &Call) -> Result<Response, ApiError> {
         ("status", Verb::Patch) => super::write::patch(api, call).await,
         ("scale", Verb::Get | Verb::Update | Verb::Patch) => scale(api, call).await,
         ("binding", Verb::Create) => bind(api, call).await,
+        ("eviction", Verb::Create) => evict(api, call).await,
         ("log" | "exec", _) => Err(node_agent_needed(api, call).await),
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({subresource})"
@@ -161,4 +163,34 @@ async fn node_agent_needed(api: &Api, call: &Call) -> ApiError {
             Some(node) => ApiError::unavailable(format!("the node agent of {node} does not serve logs or exec yet")),
         },
     }
+}
+
+/// POST pods/<name>/eviction (policy/v1 Eviction): deletes the pod with the eviction's
+/// deleteOptions. Answers 201 with a Success Status, as Kubernetes does.
+async fn evict(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
+    let namespace = call.target.namespace.as_deref();
+    let name = call.target.name.as_deref().unwrap_or_default();
+    let eviction: Value =
+        serde_json::from_slice(&call.body).map_err(|e| ApiError::bad_request(format!("invalid Eviction: {e}")))?;
+    if let Some(named) = eviction.pointer("/metadata/name").and_then(Value::as_str) {
+        if named != name {
+            return Err(ApiError::bad_request("name in URL does not match name in Eviction object".to_string()));
+        }
+    }
+    let options = eviction.get("deleteOptions").cloned().unwrap_or(Value::Null);
+    let current = api.storage.get_existing(resource, namespace, name).await?;
+    let precondition = |field: &str| options.pointer(&format!("/preconditions/{field}")).and_then(Value::as_str);
+    if precondition("uid").is_some_and(|uid| Some(uid) != object::meta_str(&current.object, "uid")) {
+        return Err(ApiError::conflict(resource.group, resource.plural, name));
+    }
+    if precondition("resourceVersion").is_some_and(|rv| rv != current.revision.to_string()) {
+        return Err(ApiError::conflict(resource.group, resource.plural, name));
+    }
+    let grace = options.get("gracePeriodSeconds").and_then(Value::as_i64);
+    let dry_run = options.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|v| v == "All"));
+    let mode = if dry_run { crate::apiserver::storage::WriteMode::DryRun } else { call.write_mode() };
+    crate::apiserver::hooks::delete(api, resource, namespace, name, current, grace, mode).await?;
+    let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
+    Ok(respond(StatusCode::CREATED, &status, &[]))
 }

@@ -4,7 +4,7 @@
 //!
 //! The set follows the resource catalog and the routing of `handlers`: list, watch (a list with
 //! `watch=true`), create and deletecollection on the collection; get, replace, patch and delete on
-//! an object; the subresources the catalog gives a resource (status, scale, binding, log, exec);
+//! an object; the subresources the catalog gives a resource (status, scale, binding, eviction, log, exec);
 //! and, for namespaced kinds, the list across all namespaces. Keel serves no `/watch/` paths
 //! (deprecated in Kubernetes), so none are described.
 
@@ -308,7 +308,16 @@ impl Describer<'_> {
                 operations.iter_mut().for_each(|operation| operation.gvk = Some(gvk));
                 operations
             }
-            "binding" => vec![self.binding()?],
+            "binding" => {
+                let binding = self.names.binding.as_deref()?;
+                let gvk = Gvk { kind: "Binding", ..self.gvk() };
+                vec![self.create_subresource(binding, gvk, "Binding", &format!("bind a {kind} to a node"))]
+            }
+            "eviction" => {
+                let eviction = self.names.eviction.as_deref()?;
+                let gvk = Gvk { group: "policy", version: "v1", kind: "Eviction" };
+                vec![self.create_subresource(eviction, gvk, "Eviction", &format!("create eviction of a {kind}"))]
+            }
             "log" => vec![Operation {
                 description: format!("read the log of a {kind}'s container"),
                 parameters: parameters::log(),
@@ -332,22 +341,22 @@ impl Describer<'_> {
         Some(PathItem { path, parameters: self.path_parameters(true), operations })
     }
 
-    fn binding(&self) -> Option<Operation> {
-        let binding = self.names.binding.as_deref()?;
-        let payload = || Payload::Definition(binding.to_string(), JSON);
-        Some(Operation {
-            description: format!("bind a {} to a node", self.resource.kind),
-            gvk: Some(Gvk { kind: "Binding", ..self.gvk() }),
+    /// A POST that takes and answers `definition` (Binding, Eviction).
+    fn create_subresource(&self, definition: &str, gvk: Gvk, suffix: &str, description: &str) -> Operation {
+        let payload = || Payload::Definition(definition.to_string(), JSON);
+        Operation {
+            description: description.to_string(),
+            gvk: Some(gvk),
             parameters: parameters::write(),
-            body: Some(body(binding, ANY, true)),
+            body: Some(body(definition, ANY, true)),
             replies: [
                 reply("200", "OK", payload()),
                 reply("201", "Created", payload()),
                 reply("202", "Accepted", payload()),
             ]
             .into(),
-            ..self.operation("post", "create", "Binding", "post")
-        })
+            ..self.operation("post", "create", suffix, "post")
+        }
     }
 }
 

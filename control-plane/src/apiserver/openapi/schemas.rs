@@ -157,6 +157,7 @@ static KINDS: &[Typed] = &[
 /// The kinds subresources take and return.
 static SCALE: Typed = single::<autoscaling::Scale>();
 static BINDING: Typed = single::<core::Binding>();
+static EVICTION: Typed = single::<k8s_openapi::api::policy::v1::Eviction>();
 
 /// The typed definition of a served kind.
 pub fn typed(group: &str, version: &str, kind: &str) -> Option<&'static Typed> {
@@ -172,6 +173,8 @@ pub struct ResourceNames {
     pub scale: Option<String>,
     /// `io.k8s.api.core.v1.Binding`, for pods.
     pub binding: Option<String>,
+    /// `io.k8s.api.policy.v1.Eviction`, for pods.
+    pub eviction: Option<String>,
 }
 
 /// The apimachinery definitions every document's operations name.
@@ -216,7 +219,8 @@ impl Builder {
         }
         let scale = resource.has_scale.then(|| self.single(&SCALE));
         let binding = resource.subresources().contains(&"binding").then(|| self.single(&BINDING));
-        Ok(ResourceNames { kind, list, scale, binding })
+        let eviction = resource.subresources().contains(&"eviction").then(|| self.single(&EVICTION));
+        Ok(ResourceNames { kind, list, scale, binding, eviction })
     }
 
     fn single(&mut self, typed: &'static Typed) -> String {

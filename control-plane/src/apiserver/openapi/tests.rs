@@ -109,7 +109,7 @@ fn every_resource_has_every_verb_and_subresource() {
                         (path.clone(), "put", "put"),
                         (path, "patch", "patch"),
                     ]),
-                    "binding" => expected.push((path, "post", "post")),
+                    "binding" | "eviction" => expected.push((path, "post", "post")),
                     "log" => expected.push((path, "get", "get")),
                     "exec" => expected.extend([(path.clone(), "get", "connect"), (path, "post", "connect")]),
                     other => panic!("subresource {other} has no expectation"),
