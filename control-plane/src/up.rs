@@ -130,10 +130,22 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         }
     }
     print_usage(&args, &cluster_pki, &kubeconfig);
+    // A master that dies (killed, as chaos tests and users trying failover do) leaves the
+    // others serving: the cluster stays up while a quorum does. When every master is gone,
+    // `keel up` ends.
+    let mut exited = vec![false; children.len()];
     loop {
         tokio::select! {
             () = &mut asked_to_stop => println!("stopping the masters"),
-            index = any_exit(&mut children) => eprintln!("{} exited; stopping the others", child_name(index)),
+            index = any_exit(&mut children, &exited) => {
+                exited[index] = true;
+                if exited.iter().all(|gone| *gone) {
+                    eprintln!("{} exited; no master is left", child_name(index));
+                } else {
+                    eprintln!("{} exited; the others keep running", child_name(index));
+                    continue;
+                }
+            }
             // A node agent that dies leaves the control plane up: its nodes go NotReady, as
             // Kubernetes' nodes do when a kubelet dies.
             status = async { agent.as_mut()?.wait().await.ok() }, if agent.is_some() => {
@@ -354,13 +366,22 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// Resolves when any child exits; its index.
-async fn any_exit(children: &mut [Child]) -> usize {
-    let waits = children.iter_mut().enumerate().map(|(index, child)| {
-        Box::pin(async move {
-            let _ = child.wait().await;
-            index
+/// The index of the next child to exit among those not `exited` yet.
+async fn any_exit(children: &mut [Child], exited: &[bool]) -> usize {
+    let waits: Vec<_> = children
+        .iter_mut()
+        .enumerate()
+        .filter(|(index, _)| !exited.get(*index).copied().unwrap_or(false))
+        .map(|(index, child)| {
+            Box::pin(async move {
+                let _ = child.wait().await;
+                index
+            })
         })
-    });
+        .collect();
+    if waits.is_empty() {
+        return std::future::pending().await;
+    }
     futures::future::select_all(waits).await.0
 }
 
