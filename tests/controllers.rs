@@ -221,6 +221,26 @@ fn deployments_become_running_pods(backend: Backend) {
     eventually(CONVERGE, "ReplicaSets and pods gone", &cluster, || {
         (items(&json(&cluster, &["get", "rs", "-l", "app=web"])).is_empty() && pods(&cluster).is_empty()).then_some(())
     });
+
+    // --cascade=orphan: the Deployment goes, its ReplicaSet and pods stay, no longer owned.
+    ok_stdin(&cluster, &["apply", "-f", "-"], &deployment("nginx:1.25"));
+    wait_running(&cluster, REPLICAS);
+    ok(&cluster, &["delete", "deploy", "web", "--cascade=orphan"]);
+    assert!(!ok(&cluster, &["get", "deploy", "--ignore-not-found"]).contains("web"), "the Deployment is gone");
+    let orphans = items(&json(&cluster, &["get", "rs", "-l", "app=web"]));
+    assert_eq!(orphans.len(), 1, "the ReplicaSet stays: {orphans:?}");
+    eventually(CONVERGE, "the ReplicaSet released by its deleted owner", &cluster, || {
+        let rs = items(&json(&cluster, &["get", "rs", "-l", "app=web"]));
+        rs.first().filter(|rs| rs["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)).map(|_| ())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(wait_running(&cluster, REPLICAS).len(), REPLICAS, "the orphaned pods keep running");
+
+    // --cascade=foreground: kubectl returns once the ReplicaSet is gone, and by then its pods
+    // are gone too (the owner waits for its dependents).
+    let rs = orphans[0]["metadata"]["name"].as_str().expect("a ReplicaSet name").to_string();
+    ok(&cluster, &["delete", "rs", &rs, "--cascade=foreground", "--timeout=60s"]);
+    assert!(pods(&cluster).is_empty(), "pods outlived their foreground-deleted ReplicaSet: {:?}", pods(&cluster));
 }
 
 #[test]

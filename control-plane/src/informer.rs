@@ -53,17 +53,21 @@ impl<T> Informer<T>
 where
     T: k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static,
 {
-    /// Starts keeping `resource`; the informer stops when the returned handle's task is aborted
-    /// (the caller owns it) and the last `Arc` is dropped.
-    pub fn start(api: Arc<Api>, resource: &'static Resource) -> (Arc<Informer<T>>, tokio::task::JoinHandle<()>) {
+    /// An informer of `resource` and the future that keeps it. Spawn the future after
+    /// registering the callbacks, so they hear about the initial objects too; the informer
+    /// stops when that task is aborted (the caller owns it) and the last `Arc` is dropped.
+    pub fn new(
+        api: Arc<Api>,
+        resource: &'static Resource,
+    ) -> (Arc<Informer<T>>, impl std::future::Future<Output = ()> + Send + 'static) {
         let informer = Arc::new(Informer {
             resource,
             objects: RwLock::new(BTreeMap::new()),
             callbacks: Mutex::new(Vec::new()),
             synced: watch::channel(false).0,
         });
-        let task = tokio::spawn(run(api, informer.clone()));
-        (informer, task)
+        let keeping = run(api, informer.clone());
+        (informer, keeping)
     }
 
     /// Calls `callback` for every later change (register before waiting for the sync to

@@ -27,6 +27,7 @@ pub mod fieldmanager;
 pub mod informer;
 pub mod kv;
 pub mod master;
+pub mod metrics;
 pub mod patch;
 pub mod pki;
 pub mod registry;

@@ -104,6 +104,9 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
         (Arc::new(RemoteKv::connect(&args.store_endpoints, remote_tls).await?), None)
     };
     let api = Api::new(kv, format!("{}", args.api_listen));
+    let store_metrics = embedded
+        .as_ref()
+        .map(|running| tokio::spawn(crate::metrics::watch_store(api.metrics.clone(), running.store.clone())));
     let bootstrap = tokio::spawn(bootstrap(api.clone()));
     let components = components::start(&api, &master_name, args.election, &args.controllers, args.api_listen)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -119,7 +122,7 @@ pub async fn run(args: MasterArgs) -> Result<(), MasterError> {
             tracing::info!("shutting down");
         }
     }
-    stop(Serving { components, stop_tx, server, bootstrap, embedded }).await;
+    stop(Serving { components, stop_tx, server, bootstrap, embedded, store_metrics }).await;
     Ok(())
 }
 
@@ -135,6 +138,8 @@ struct Serving {
     bootstrap: tokio::task::JoinHandle<()>,
     /// The embedded store member, when there is one (not with `--store-endpoints`).
     embedded: Option<keel_store::server::RunningStore>,
+    /// Samples the embedded member for the etcd metrics (it holds the store: stopped first).
+    store_metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Stops a master within [`STOP_BUDGET`]: first the components (their work ends and their
@@ -145,8 +150,12 @@ struct Serving {
 /// stopped, database closed). The other way round, requests in flight would lose their store.
 async fn stop(serving: Serving) {
     let deadline = tokio::time::Instant::now() + STOP_BUDGET;
-    let Serving { components, stop_tx, mut server, bootstrap, embedded } = serving;
+    let Serving { components, stop_tx, mut server, bootstrap, embedded, store_metrics } = serving;
     bootstrap.abort();
+    if let Some(sampler) = store_metrics {
+        sampler.abort();
+        let _ = sampler.await;
+    }
     components.stop_by(tokio::time::Instant::now() + COMPONENTS_STOP_BUDGET).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout_at(deadline, &mut server).await.is_err() {

@@ -8,9 +8,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -24,6 +26,8 @@ pub struct WorkQueue<K> {
     state: Mutex<State<K>>,
     wake: Notify,
     name: &'static str,
+    /// `workqueue_depth` and `workqueue_adds_total` for this queue, once instrumented.
+    metrics: OnceLock<(Gauge, Counter)>,
 }
 
 struct State<K> {
@@ -52,11 +56,30 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
             }),
             wake: Notify::new(),
             name,
+            metrics: OnceLock::new(),
         }
+    }
+
+    /// Reports this queue's depth and adds under its name from now on.
+    pub fn instrument(&self, metrics: &crate::metrics::Metrics) {
+        let labels = crate::metrics::NameLabels { name: self.name };
+        let depth = metrics.workqueue_depth.get_or_create(&labels).clone();
+        let adds = metrics.workqueue_adds.get_or_create(&labels).clone();
+        let _ = self.metrics.set((depth, adds));
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Updates the metrics after `state` changed (`added`: a key was newly queued).
+    fn observe(&self, state: &State<K>, added: bool) {
+        if let Some((depth, adds)) = self.metrics.get() {
+            depth.set(state.queue.len() as i64);
+            if added {
+                adds.inc();
+            }
+        }
     }
 
     pub fn add(&self, key: K) {
@@ -71,8 +94,11 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         state.dirty.insert(key.clone());
         if !state.processing.contains(&key) {
             state.queue.push_back(key);
+            self.observe(&state, true);
             drop(state);
             self.wake.notify_one();
+        } else {
+            self.observe(&state, true);
         }
     }
 
@@ -126,6 +152,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                 if let Some(key) = state.queue.pop_front() {
                     state.dirty.remove(&key);
                     state.processing.insert(key.clone());
+                    self.observe(&state, false);
                     if !state.queue.is_empty() {
                         self.wake.notify_one();
                     }
@@ -148,6 +175,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         state.processing.remove(key);
         if state.dirty.contains(key) {
             state.queue.push_back(key.clone());
+            self.observe(&state, false);
             drop(state);
             self.wake.notify_one();
         }

@@ -70,7 +70,7 @@ const REQUESTS_TIME_LIMIT: Duration = Duration::from_secs(600);
 const DELETE_COLLECTION_TIMEOUT: Duration = Duration::from_secs(600);
 /// What kubectl sends to get a server-side Table.
 pub const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
-const JSON: &str = "application/json";
+pub(super) const JSON: &str = "application/json";
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// TLS and server flags both API benchmarks take.
@@ -100,7 +100,7 @@ pub struct ApiConnArgs {
 }
 
 impl ApiConnArgs {
-    fn check(&self) -> Result<(), BenchError> {
+    pub(super) fn check(&self) -> Result<(), BenchError> {
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
             return Err(BenchError::Args(format!("--concurrency must be between 1 and {MAX_CONCURRENCY}")));
         }
@@ -336,7 +336,7 @@ impl ErrorLog {
     }
 }
 
-fn truncate(text: &str, chars: usize) -> String {
+pub(super) fn truncate(text: &str, chars: usize) -> String {
     let mut out: String = text.chars().take(chars).collect();
     if text.chars().nth(chars).is_some() {
         out.push('…');
@@ -346,13 +346,13 @@ fn truncate(text: &str, chars: usize) -> String {
 
 /// A failed call: its kind and what to print about it.
 #[derive(Debug)]
-struct CallError {
-    failure: Failure,
-    detail: String,
+pub(super) struct CallError {
+    pub(super) failure: Failure,
+    pub(super) detail: String,
 }
 
 /// Sends `request`, times it, and checks the status against `expect`.
-async fn call(
+pub(super) async fn call(
     endpoint: &mut Endpoint,
     request: Request<'_>,
     expect: &[StatusCode],
@@ -374,15 +374,15 @@ async fn call(
 }
 
 /// What both benchmarks share once the flags are checked.
-struct Setup {
-    servers: Vec<Arc<Server>>,
+pub(super) struct Setup {
+    pub(super) servers: Vec<Arc<Server>>,
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
-    concurrency: usize,
+    pub(super) concurrency: usize,
 }
 
 impl Setup {
-    fn load(args: &ApiConnArgs) -> Result<Setup, BenchError> {
+    pub(super) fn load(args: &ApiConnArgs) -> Result<Setup, BenchError> {
         let servers = https::parse_servers(&args.servers).map_err(|e| BenchError::Args(e.to_string()))?;
         let tls = https::client_config(&args.cacert, &args.cert, &args.key)
             .map_err(|e| BenchError::Args(format!("{e} (is the cluster up? `keel up` writes .keel/pki)")))?;
@@ -390,13 +390,13 @@ impl Setup {
     }
 
     /// One endpoint per server, for one task.
-    fn endpoints(&self) -> Vec<Endpoint> {
+    pub(super) fn endpoints(&self) -> Vec<Endpoint> {
         self.servers.iter().map(|s| Endpoint::new(s.clone(), self.tls.clone(), self.timeout)).collect()
     }
 }
 
 /// Creates the namespace if it is missing, trying each server once; 409 means it exists.
-async fn ensure_namespace(setup: &Setup, namespace: &str) -> Result<(), BenchError> {
+pub(super) async fn ensure_namespace(setup: &Setup, namespace: &str) -> Result<(), BenchError> {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
     let body = Bytes::from(body.to_string());
     let mut reasons = Vec::new();
@@ -414,7 +414,7 @@ async fn ensure_namespace(setup: &Setup, namespace: &str) -> Result<(), BenchErr
 }
 
 /// The markdown header both benchmarks print: title, servers, parameters, machine.
-fn header(title: &str, label: Option<&str>, setup: &Setup, lines: &[String]) -> String {
+pub(super) fn header(title: &str, label: Option<&str>, setup: &Setup, lines: &[String]) -> String {
     let mut out = format!("## keel bench {title}: {}\n\n", label.unwrap_or("unlabeled run"));
     let servers: Vec<&str> = setup.servers.iter().map(|s| s.url.as_str()).collect();
     out.push_str(&format!("- servers: {}\n", servers.join(",")));
@@ -440,10 +440,10 @@ fn machine() -> String {
 
 /// Columns of the `api` table and of `api-list`'s `create-pods` line: the shared [`Row`] without
 /// its `lost` column, which no API test has.
-const OP_HEADERS: [&str; 8] = ["op", "ok", "errors", "secs", "ops/s", "p50 ms", "p99 ms", "max ms"];
+pub(super) const OP_HEADERS: [&str; 8] = ["op", "ok", "errors", "secs", "ops/s", "p50 ms", "p99 ms", "max ms"];
 
 /// Renders rows under [`OP_HEADERS`], then one `- op: note` line per row with a note.
-fn render_ops(rows: &[Row]) -> String {
+pub(super) fn render_ops(rows: &[Row]) -> String {
     let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.2}", d.as_secs_f64() * 1000.0));
     let grid: Vec<Vec<String>> = rows
         .iter()

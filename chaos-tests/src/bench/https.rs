@@ -273,7 +273,34 @@ impl Endpoint {
         outcome
     }
 
+    /// Sends a request and returns its status and body as it arrives (a watch), once the
+    /// head is in (within the endpoint's timeout; the body has none).
+    pub async fn stream(&mut self, request: Request<'_>) -> Result<(StatusCode, hyper::body::Incoming), HttpError> {
+        let timeout = self.timeout;
+        let head = tokio::time::timeout(timeout, self.send_head(request)).await;
+        let outcome = head.unwrap_or_else(|_| Err(HttpError::Timeout { server: self.server.url.clone(), timeout }));
+        if outcome.is_err() {
+            self.connection = None;
+        }
+        let response = outcome?;
+        Ok((response.status(), response.into_body()))
+    }
+
     async fn exchange(&mut self, request: Request<'_>) -> Result<Reply, HttpError> {
+        let response = self.send_head(request).await?;
+        let server = &self.server;
+        let status = response.status();
+        let body = match Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(HttpError::BodyTooLarge { server: server.url.clone() });
+            }
+            Err(e) => return Err(HttpError::Transport { server: server.url.clone(), reason: e.to_string() }),
+        };
+        Ok(Reply { status, body })
+    }
+
+    async fn send_head(&mut self, request: Request<'_>) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
         self.ensure_connected().await?;
         let server = &self.server;
         let transport = |e: hyper::Error| HttpError::Transport { server: server.url.clone(), reason: e.to_string() };
@@ -295,15 +322,7 @@ impl Endpoint {
                 sender.send_request(built).await.map_err(transport)?
             }
         };
-        let status = response.status();
-        let body = match Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(HttpError::BodyTooLarge { server: server.url.clone() });
-            }
-            Err(e) => return Err(HttpError::Transport { server: server.url.clone(), reason: e.to_string() }),
-        };
-        Ok(Reply { status, body })
+        Ok(response)
     }
 
     async fn ensure_connected(&mut self) -> Result<(), HttpError> {

@@ -10,7 +10,7 @@
 //!
 //! `keel bench failover` measures leader failover ([`failover`]); `keel bench api` and
 //! `keel bench api-list` measure the Kubernetes API server over HTTPS ([`api`], with its
-//! client in [`https`]).
+//! client in [`https`]); `keel bench scheduler` the scheduler's throughput ([`scheduler`]).
 //!
 //! Every key is under `/bench/<random run id>/`, so runs never collide and the
 //! cleanup is one prefix delete. (The revisions written stay in the store's
@@ -26,6 +26,7 @@ pub mod failover;
 mod grpc;
 mod https;
 mod kv;
+pub mod scheduler;
 mod stats;
 mod watch;
 
@@ -84,6 +85,8 @@ pub enum BenchAction {
     // about and long_about: on `ApiArgs` and `ApiListArgs`.
     Api(api::ApiArgs),
     ApiList(api::ApiListArgs),
+    // about and long_about: on `SchedulerArgs`.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 /// Runs `keel bench` or one of its subcommands.
@@ -93,6 +96,7 @@ pub async fn run_command(cmd: BenchCommand) -> Result<(), BenchError> {
         Some(BenchAction::Failover(args)) => failover::run(args).await,
         Some(BenchAction::Api(args)) => api::run(args).await,
         Some(BenchAction::ApiList(args)) => api::run_list(args).await,
+        Some(BenchAction::Scheduler(args)) => scheduler::run(args).await,
     }
 }
 

@@ -65,8 +65,10 @@ pub fn before_create(resource: &Resource, object: &mut Value) {
         "secrets" => fold_string_data(object),
         "pods" => {
             if object.get("status").is_none_or(|s| s.get("phase").is_none()) {
-                object["status"] = json!({ "phase": "Pending", "qosClass": "BestEffort" });
+                let qos = crate::registry::pod_admission::qos_class(object);
+                object["status"] = json!({ "phase": "Pending", "qosClass": qos });
             }
+            crate::registry::pod_admission::add_default_tolerations(object);
         }
         "namespaces" => object["status"] = json!({ "phase": "Active" }),
         "deployments" | "replicasets" if object.get("status").is_none() => object["status"] = json!({}),
@@ -224,6 +226,46 @@ async fn check_claims(
     api.storage.create(resource, namespace, name, object, WriteMode::DryRun).await.map(Some)
 }
 
+/// The DeleteOptions a delete honours.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeleteOptions<'a> {
+    pub grace_period_seconds: Option<i64>,
+    /// "Orphan", "Foreground" or "Background" (None: Background, apps/v1's and core's default).
+    pub propagation_policy: Option<&'a str>,
+}
+
+/// The garbage collector's finalizers for `policy`, as kube-apiserver sets them on delete:
+/// Orphan adds `orphan`, Foreground adds `foregroundDeletion` (each dropping the other), an
+/// explicit Background drops both. Returns whether the finalizers changed.
+fn set_gc_finalizers(object: &mut Value, policy: Option<&str>) -> bool {
+    use crate::controllers::garbage_collector::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+    let (add, remove): (Option<&str>, &[&str]) = match policy {
+        Some("Orphan") => (Some(ORPHAN_FINALIZER), &[FOREGROUND_FINALIZER]),
+        Some("Foreground") => (Some(FOREGROUND_FINALIZER), &[ORPHAN_FINALIZER]),
+        Some("Background") => (None, &[ORPHAN_FINALIZER, FOREGROUND_FINALIZER]),
+        _ => return false,
+    };
+    let current: Vec<String> = object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut wanted: Vec<String> = current.iter().filter(|f| !remove.contains(&f.as_str())).cloned().collect();
+    if let Some(add) = add.filter(|a| !wanted.iter().any(|f| f == a)) {
+        wanted.push(add.to_string());
+    }
+    if wanted == current {
+        return false;
+    }
+    let metadata = object::metadata_mut(object);
+    if wanted.is_empty() {
+        metadata.remove("finalizers");
+    } else {
+        metadata.insert("finalizers".into(), json!(wanted));
+    }
+    true
+}
+
 /// What a delete did: removed the object, or marked it for deletion later.
 pub struct Deletion {
     /// The object's last state (removed) or its new one (marked).
@@ -239,26 +281,28 @@ pub async fn delete(
     resource: &Resource,
     namespace: Option<&str>,
     name: &str,
-    current: Stored,
-    grace_period_seconds: Option<i64>,
+    mut current: Stored,
+    options: &DeleteOptions<'_>,
     mode: WriteMode,
 ) -> Result<Deletion, ApiError> {
+    let finalizers_changed =
+        resource.plural != "namespaces" && set_gc_finalizers(&mut current.object, options.propagation_policy);
     let has_finalizers =
         current.object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     let grace = match resource.plural {
-        "pods" => pod_grace_seconds(&current.object, grace_period_seconds),
+        "pods" => pod_grace_seconds(&current.object, options.grace_period_seconds),
         _ => 0,
     };
     let commit = !mode.is_dry_run();
     if resource.plural == "namespaces" {
-        let marked = mark_deleting(api, resource, namespace, name, &current, 0, mode).await?;
+        let marked = mark_deleting(api, resource, namespace, name, &current, 0, false, mode).await?;
         if commit {
             tokio::spawn(clean_namespace(api.storage.clone(), name.to_string()));
         }
         return Ok(Deletion { stored: marked, immediate: false });
     }
     if has_finalizers || grace > 0 {
-        let marked = mark_deleting(api, resource, namespace, name, &current, grace, mode).await?;
+        let marked = mark_deleting(api, resource, namespace, name, &current, grace, finalizers_changed, mode).await?;
         if commit && grace > 0 && !has_finalizers {
             tokio::spawn(reap_unclaimed_pod(
                 api.storage.clone(),
@@ -287,6 +331,9 @@ fn pod_grace_seconds(pod: &Value, asked: Option<i64>) -> i64 {
     asked.unwrap_or(default).max(0)
 }
 
+/// Sets deletionTimestamp (now + `grace`); an object already marked is written again only
+/// when its finalizers `changed` (a second delete with another propagation policy).
+#[allow(clippy::too_many_arguments)]
 async fn mark_deleting(
     api: &Api,
     resource: &Resource,
@@ -294,10 +341,14 @@ async fn mark_deleting(
     name: &str,
     current: &Stored,
     grace: i64,
+    changed: bool,
     mode: WriteMode,
 ) -> Result<Stored, ApiError> {
     if object::meta_str(&current.object, "deletionTimestamp").is_some() {
-        return Ok(current.clone());
+        if !changed {
+            return Ok(current.clone());
+        }
+        return api.storage.update(resource, namespace, name, &current.object, current.revision, mode).await;
     }
     let mut marked = current.object.clone();
     let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);

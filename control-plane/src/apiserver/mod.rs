@@ -42,11 +42,15 @@ pub struct Api {
     pub watch_caches: watch_cache::WatchCaches,
     /// The address clients reach this server at, for plain `/api` discovery.
     pub server_address: String,
+    /// This master's Prometheus metrics (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Api {
     pub fn new(kv: Arc<dyn Kv>, server_address: String) -> Arc<Api> {
         let watch_caches = watch_cache::WatchCaches::new(kv.clone(), watch_cache::Limits::default());
-        Arc::new(Api { storage: storage::Storage::new(kv), watch_caches, server_address })
+        let metrics = crate::metrics::Metrics::new();
+        let storage = storage::Storage::new(kv, metrics.clone());
+        Arc::new(Api { storage, watch_caches, server_address, metrics })
     }
 }

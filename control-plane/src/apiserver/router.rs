@@ -34,6 +34,10 @@ pub async fn serve(api: Arc<Api>, identity: Option<ClientIdentity>, request: Req
         "/apis" => json(discovery::api_group_list()),
         "/openapi/v3" => openapi::serve_v3_index(request.headers()).await,
         "/openapi/v2" => openapi::serve_v2(request.headers()).await,
+        "/metrics" => {
+            let text = api.metrics.encode();
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+        }
         _ => route_deeper(api, identity, request, &path).await,
     }
 }

@@ -97,7 +97,6 @@ impl Fence {
     /// The error a write gets once its leadership is gone: 403, and never worth a retry by
     /// the same holder.
     pub fn rejected(self, now: i64) -> ApiError {
-        FENCED_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ApiError::forbidden(format!(
             "{FENCED_MESSAGE}: {} lost its leadership (fence {} is at revision {now}, this holder's term began at {})",
             self.component.lease_name(),
@@ -109,9 +108,6 @@ impl Fence {
 
 /// The start of every fenced write's error message, which clients match on.
 pub const FENCED_MESSAGE: &str = "write fenced";
-
-/// Writes refused by a fence since the process started (the `keel_fenced_writes_total` metric).
-pub static FENCED_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One stored object with its resourceVersion (mod revision).
 #[derive(Clone, Debug)]
@@ -134,11 +130,29 @@ pub struct Page {
 #[derive(Clone)]
 pub struct Storage {
     pub kv: Arc<dyn Kv>,
+    /// Counts fenced writes by outcome.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Storage {
-    pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv }
+    pub fn new(kv: Arc<dyn Kv>, metrics: Arc<crate::metrics::Metrics>) -> Storage {
+        Storage { kv, metrics }
+    }
+
+    /// Runs a write's txn under `mode`'s fence: the fence error when the fence is what
+    /// failed, otherwise the outcome (which may have failed its own compares).
+    async fn guarded_txn(&self, mut txn: Txn, mode: WriteMode) -> Result<TxnResult, ApiError> {
+        mode.guard(&mut txn);
+        let outcome = self.kv.txn(txn).await?;
+        let WriteMode::Fenced(fence) = mode else { return Ok(outcome) };
+        let component = fence.component.lease_name();
+        if outcome.succeeded {
+            self.metrics.fenced_write(component, true);
+        } else if let Some(fenced) = mode.fence_failure(&outcome) {
+            self.metrics.fenced_write(component, false);
+            return Err(fenced);
+        }
+        Ok(outcome)
     }
 
     /// The object, or None when absent.
@@ -216,17 +230,14 @@ impl Storage {
             }
             return Err(ApiError::already_exists(resource.group, resource.plural, name));
         }
-        let mut txn = Txn {
+        let txn = Txn {
             compare: vec![Compare::mod_revision(&key, 0)],
             success: vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }],
             failure: vec![],
         };
-        mode.guard(&mut txn);
-        let outcome = self.kv.txn(txn).await?;
+        let outcome = self.guarded_txn(txn, mode).await?;
         if !outcome.succeeded {
-            return Err(mode
-                .fence_failure(&outcome)
-                .unwrap_or_else(|| ApiError::already_exists(resource.group, resource.plural, name)));
+            return Err(ApiError::already_exists(resource.group, resource.plural, name));
         }
         let mut created = object.clone();
         object::set_resource_version(&mut created, outcome.revision);
@@ -251,16 +262,12 @@ impl Storage {
             object::set_resource_version(&mut updated, expected_revision);
             return Ok(Stored { object: updated, revision: expected_revision });
         }
-        let mut txn = Txn {
+        let txn = Txn {
             compare: vec![Compare::mod_revision(&key, expected_revision)],
             success: vec![TxnOp::Put { key: key.clone(), value: object::encode_for_store(object), lease: 0 }],
             failure: vec![TxnOp::Get(Range::key(&key))],
         };
-        mode.guard(&mut txn);
-        let outcome = self.kv.txn(txn).await?;
-        if let Some(fenced) = (!outcome.succeeded).then(|| mode.fence_failure(&outcome)).flatten() {
-            return Err(fenced);
-        }
+        let outcome = self.guarded_txn(txn, mode).await?;
         if outcome.succeeded {
             let mut updated = object.clone();
             object::set_resource_version(&mut updated, outcome.revision);
@@ -287,16 +294,12 @@ impl Storage {
         if mode.is_dry_run() {
             return self.check_unchanged(resource, name, &key, expected_revision).await;
         }
-        let mut txn = Txn {
+        let txn = Txn {
             compare: vec![Compare::mod_revision(&key, expected_revision)],
             success: vec![TxnOp::Delete { key: key.clone(), range_end: None }],
             failure: vec![TxnOp::Get(Range::key(&key))],
         };
-        mode.guard(&mut txn);
-        let outcome = self.kv.txn(txn).await?;
-        if let Some(fenced) = (!outcome.succeeded).then(|| mode.fence_failure(&outcome)).flatten() {
-            return Err(fenced);
-        }
+        let outcome = self.guarded_txn(txn, mode).await?;
         if outcome.succeeded {
             return match outcome.results.first() {
                 Some(OpResult::Delete { prev, .. }) => prev

@@ -85,6 +85,11 @@ impl Client {
         self.fence
     }
 
+    /// The master's metrics (the components report theirs there).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.api.metrics
+    }
+
     /// One request; the JSON answer or the Status error.
     pub async fn request(
         &self,

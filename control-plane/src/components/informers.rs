@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
@@ -30,25 +31,36 @@ pub struct Informers {
 #[error("the API server serves no {0}")]
 pub struct MissingResource(&'static str);
 
+/// The informers' loops, not yet running: [`Unstarted::spawn`] them once every callback is
+/// registered.
+pub struct Unstarted(Vec<BoxFuture<'static, ()>>);
+
+impl Unstarted {
+    /// Starts every loop; the tasks run until the handles are aborted.
+    pub fn spawn(self) -> Vec<JoinHandle<()>> {
+        self.0.into_iter().map(tokio::spawn).collect()
+    }
+}
+
 impl Informers {
-    /// Starts them all; the tasks run until the handles are aborted.
-    pub fn start(api: &Arc<Api>) -> Result<(Arc<Informers>, Vec<JoinHandle<()>>), MissingResource> {
+    /// Makes them all; nothing is read until the returned loops are spawned.
+    pub fn new(api: &Arc<Api>) -> Result<(Arc<Informers>, Unstarted), MissingResource> {
         let mut tasks = Vec::new();
         let start =
             |group: &str, plural: &'static str| resources::find(group, "v1", plural).ok_or(MissingResource(plural));
         let informers = Informers {
-            pods: spawn(api, start("", "pods")?, &mut tasks),
-            nodes: spawn(api, start("", "nodes")?, &mut tasks),
-            namespaces: spawn(api, start("", "namespaces")?, &mut tasks),
-            services: spawn(api, start("", "services")?, &mut tasks),
-            endpoints: spawn(api, start("", "endpoints")?, &mut tasks),
-            endpoint_slices: spawn(api, start("discovery.k8s.io", "endpointslices")?, &mut tasks),
-            replica_sets: spawn(api, start("apps", "replicasets")?, &mut tasks),
-            deployments: spawn(api, start("apps", "deployments")?, &mut tasks),
-            service_accounts: spawn(api, start("", "serviceaccounts")?, &mut tasks),
-            leases: spawn(api, start("coordination.k8s.io", "leases")?, &mut tasks),
+            pods: informer(api, start("", "pods")?, &mut tasks),
+            nodes: informer(api, start("", "nodes")?, &mut tasks),
+            namespaces: informer(api, start("", "namespaces")?, &mut tasks),
+            services: informer(api, start("", "services")?, &mut tasks),
+            endpoints: informer(api, start("", "endpoints")?, &mut tasks),
+            endpoint_slices: informer(api, start("discovery.k8s.io", "endpointslices")?, &mut tasks),
+            replica_sets: informer(api, start("apps", "replicasets")?, &mut tasks),
+            deployments: informer(api, start("apps", "deployments")?, &mut tasks),
+            service_accounts: informer(api, start("", "serviceaccounts")?, &mut tasks),
+            leases: informer(api, start("coordination.k8s.io", "leases")?, &mut tasks),
         };
-        Ok((Arc::new(informers), tasks))
+        Ok((Arc::new(informers), Unstarted(tasks)))
     }
 
     /// Waits until every informer holds its first snapshot.
@@ -66,7 +78,11 @@ impl Informers {
     }
 }
 
-fn spawn<T>(api: &Arc<Api>, resource: &'static resources::Resource, tasks: &mut Vec<JoinHandle<()>>) -> Arc<Informer<T>>
+fn informer<T>(
+    api: &Arc<Api>,
+    resource: &'static resources::Resource,
+    tasks: &mut Vec<BoxFuture<'static, ()>>,
+) -> Arc<Informer<T>>
 where
     T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
         + serde::de::DeserializeOwned
@@ -74,7 +90,7 @@ where
         + Sync
         + 'static,
 {
-    let (informer, task) = Informer::start(api.clone(), resource);
-    tasks.push(task);
+    let (informer, keeping) = Informer::new(api.clone(), resource);
+    tasks.push(Box::pin(keeping));
     informer
 }

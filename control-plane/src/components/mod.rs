@@ -60,9 +60,9 @@ pub fn start(
     api_address: std::net::SocketAddr,
 ) -> Result<Components, informers::MissingResource> {
     let (stop_tx, stop) = watch::channel(false);
-    let (informers, informer_tasks) = Informers::start(api)?;
+    let (informers, unstarted) = Informers::new(api)?;
     let mut tasks = Vec::new();
-    let scheduler = crate::scheduler::runner::Runner::new(&informers);
+    let scheduler = crate::scheduler::runner::Runner::new(&informers, api.metrics.clone());
     tasks.push(elect(
         api,
         Component::Scheduler,
@@ -72,7 +72,8 @@ pub fn start(
         Client::new(api.clone(), "system:kube-scheduler", SCHEDULER_AGENT),
         move |client| scheduler.clone().lead(client),
     ));
-    let controllers = crate::controller_manager::ControllerManager::new(&informers, controllers, api_address);
+    let controllers =
+        crate::controller_manager::ControllerManager::new(&informers, controllers, api_address, &api.metrics);
     tasks.push(elect(
         api,
         Component::ControllerManager,
@@ -82,6 +83,8 @@ pub fn start(
         Client::new(api.clone(), "system:kube-controller-manager", CONTROLLER_MANAGER_AGENT),
         move |client| controllers.clone().lead(client),
     ));
+    // Every callback is registered: now the informers may read.
+    let informer_tasks = unstarted.spawn();
     Ok(Components { stop: stop_tx, electors: tasks, informers: informer_tasks })
 }
 
@@ -102,8 +105,19 @@ where
     let (leadership_tx, leadership_rx) = watch::channel(None);
     let elector_stop = stop.clone();
     tokio::spawn(async move {
-        let elector = tokio::spawn(elector.run(leadership_tx, elector_stop));
+        // Aborting this task (a stop past its budget) aborts the elector too: its last Lease
+        // release may wait for a quorum that is gone, and it holds the API (and so the store).
+        let mut elector = AbortOnDrop(tokio::spawn(elector.run(leadership_tx, elector_stop)));
         supervisor::supervise(component, client, leadership_rx, stop, start).await;
-        let _ = elector.await;
+        let _ = (&mut elector.0).await;
     })
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

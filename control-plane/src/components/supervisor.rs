@@ -28,6 +28,7 @@ pub async fn supervise<F, Fut>(
     Fut: Future<Output = ClientError> + Send + 'static,
 {
     let name = component.lease_name();
+    let status = client.metrics().leader_status.get_or_create(&crate::metrics::NameLabels { name }).clone();
     let mut running: Option<(Fence, tokio::task::JoinHandle<ClientError>)> = None;
     let mut fenced_out: Option<Fence> = None;
     loop {
@@ -49,6 +50,7 @@ pub async fn supervise<F, Fut>(
                 running = Some((term, tokio::spawn(start(client.fenced(term)))));
             }
         }
+        status.set(i64::from(running.is_some()));
         tokio::select! {
             changed = leadership.changed() => if changed.is_err() { break },
             _ = stop.wait_for(|stopping| *stopping) => break,
@@ -76,4 +78,5 @@ pub async fn supervise<F, Fut>(
     if let Some((_, task)) = running.take() {
         task.abort();
     }
+    status.set(0);
 }

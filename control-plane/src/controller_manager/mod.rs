@@ -61,8 +61,9 @@ impl ControllerManager {
         informers: &Arc<Informers>,
         config: &ControllerConfig,
         api_address: std::net::SocketAddr,
+        metrics: &crate::metrics::Metrics,
     ) -> Arc<ControllerManager> {
-        Arc::new(ControllerManager {
+        let manager = ControllerManager {
             informers: informers.clone(),
             replica_sets: replicaset::ReplicaSets::new(informers),
             deployments: deployment::Deployments::new(informers),
@@ -75,7 +76,23 @@ impl ControllerManager {
             pod_gc: pod_gc::PodGc::new(informers, config),
             kubernetes_service: kubernetes_service::KubernetesService::new(informers, api_address),
             node_ipam: node_ipam::NodeIpam::new(informers, config.node_ipam()),
-        })
+        };
+        for queue in [
+            manager.replica_sets.queue(),
+            manager.deployments.queue(),
+            manager.endpoints.queue(),
+            manager.endpoint_slices.queue(),
+            manager.garbage_collector.queue(),
+            manager.namespaces.queue(),
+            manager.service_accounts.queue(),
+            manager.node_lifecycle.queue(),
+            manager.pod_gc.queue(),
+            manager.kubernetes_service.queue(),
+            manager.node_ipam.queue(),
+        ] {
+            queue.instrument(metrics);
+        }
+        Arc::new(manager)
     }
 
     /// Runs every controller until a write is fenced (the term is over) or the task is aborted

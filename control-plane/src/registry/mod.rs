@@ -8,6 +8,7 @@
 //! - [`defaults`]: fills the fields Kubernetes defaults (`SetDefaults_*`) on a decoded object.
 //! - [`validation`]: checks a defaulted object (and, on update, its stored predecessor) and returns
 //!   field causes worded as Kubernetes words them, plus the `Status` message that wraps them.
+//! - [`pod_admission`]: a new pod's QoS class and the DefaultTolerationSeconds tolerations.
 //! - [`names`]: name and key rules (DNS-1123 labels and subdomains, qualified names, label values,
 //!   port names, config keys) shared by the others.
 //!
@@ -23,5 +24,6 @@
 
 pub mod defaults;
 pub mod names;
+pub mod pod_admission;
 pub mod strict;
 pub mod validation;

@@ -22,7 +22,6 @@
 //! - A fenced write ends `lead` at once (the supervisor does not restart it under that term).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -37,6 +36,7 @@ use super::writes::{self, Events};
 use super::{Cache, Config, Profile, QueueConfig, ScheduleError, Scheduler, SchedulingQueue};
 use crate::client::{Client, ClientError};
 use crate::components::Informers;
+use crate::metrics::{AttemptLabels, Metrics, QueueLabels};
 
 /// Binds and status writes in flight at once.
 const MAX_WRITES_IN_FLIGHT: usize = 128;
@@ -55,15 +55,7 @@ pub struct State {
 pub struct Shared {
     state: Mutex<State>,
     pub(super) wake: Notify,
-    counters: Counters,
-}
-
-/// Scheduling outcomes, Kubernetes' `scheduler_schedule_attempts_total{result}`.
-#[derive(Default)]
-pub struct Counters {
-    pub scheduled: AtomicU64,
-    pub unschedulable: AtomicU64,
-    pub error: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -91,7 +83,7 @@ enum Cycle {
 
 impl Runner {
     /// Registers the informer callbacks (on every master, leading or not).
-    pub fn new(informers: &Arc<Informers>) -> Arc<Runner> {
+    pub fn new(informers: &Arc<Informers>, metrics: Arc<Metrics>) -> Arc<Runner> {
         let profile = Profile::default_profile();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -100,14 +92,10 @@ impl Runner {
                 binding: HashSet::new(),
             }),
             wake: Notify::new(),
-            counters: Counters::default(),
+            metrics,
         });
         super::feed::register(informers, &shared);
         Arc::new(Runner { informers: informers.clone(), shared })
-    }
-
-    pub fn counters(&self) -> &Counters {
-        &self.shared.counters
     }
 
     /// Pods waiting in the queue (any part).
@@ -125,7 +113,8 @@ impl Runner {
         let mut rng = StdRng::from_os_rng();
         let permits = Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT));
         let mut tasks: JoinSet<Result<(), ClientError>> = JoinSet::new();
-        let (events, event_writer) = Events::start(client.clone());
+        let (events, event_writer) =
+            Events::start(client.clone(), self.shared.metrics.scheduler_events_dropped.clone());
         tasks.spawn(event_writer);
         let mut last_cleanup = Instant::now();
         loop {
@@ -192,12 +181,27 @@ impl Runner {
         }
     }
 
+    /// Drops expired assumptions and reports the queue's sizes.
     fn cleanup(&self, now: Instant) {
         let mut state = self.shared.lock();
         for key in state.cache.cleanup_expired(now) {
             tracing::warn!(pod = %key, "an assumed pod expired before its bind was confirmed");
             state.binding.remove(&key);
         }
+        let (active, backoff, unschedulable, gated) = state.queue.sizes();
+        drop(state);
+        let pending = &self.shared.metrics.pending_pods;
+        for (queue, size) in
+            [("active", active), ("backoff", backoff), ("unschedulable", unschedulable), ("gated", gated)]
+        {
+            pending.get_or_create(&QueueLabels { queue }).set(size as i64);
+        }
+    }
+
+    /// Counts one attempt by its result ("scheduled", "unschedulable", "error").
+    fn attempted(&self, result: &'static str) {
+        let labels = AttemptLabels { result, profile: super::queue::SCHEDULER_NAME };
+        self.shared.metrics.schedule_attempts.get_or_create(&labels).inc();
     }
 
     /// Pops one pod and picks its node, under the lock.
@@ -221,16 +225,16 @@ impl Runner {
                 Err(error) => {
                     tracing::warn!(pod = %queued.key, %error, "not assumed; retrying after backoff");
                     state.queue.failed(&queued.key, &Default::default(), now);
-                    self.shared.counters.error.fetch_add(1, Ordering::Relaxed);
+                    self.attempted("error");
                     Cycle::Again
                 }
             },
             Err(error) => {
-                let (reason, counter) = match &error {
-                    ScheduleError::Internal { .. } => ("SchedulerError", &self.shared.counters.error),
-                    _ => ("Unschedulable", &self.shared.counters.unschedulable),
+                let (reason, result) = match &error {
+                    ScheduleError::Internal { .. } => ("SchedulerError", "error"),
+                    _ => ("Unschedulable", "unschedulable"),
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                self.attempted(result);
                 state.queue.failed(&queued.key, &error.rejecting_plugins(), now);
                 Cycle::Failed { pod: queued.pod, reason, message: error.to_string() }
             }
@@ -256,7 +260,7 @@ impl Runner {
                 state.cache.finish_binding(&key, now);
                 state.queue.done(&key);
                 drop(state);
-                self.shared.counters.scheduled.fetch_add(1, Ordering::Relaxed);
+                self.attempted("scheduled");
                 events.scheduled(&pod, &node);
                 Ok(())
             }
@@ -268,7 +272,7 @@ impl Runner {
                 if matches!(error, ClientError::Fenced(_)) {
                     return Err(error);
                 }
-                self.shared.counters.error.fetch_add(1, Ordering::Relaxed);
+                self.attempted("error");
                 tracing::debug!(pod = %key, %node, %error, "bind failed; retrying after backoff");
                 Ok(())
             }

@@ -6,11 +6,9 @@
 //! queue to a few writers and are dropped (and counted) when it is full, so a scheduling burst
 //! never waits on its own events.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -27,13 +25,14 @@ const EVENT_WRITERS: usize = 8;
 #[derive(Clone)]
 pub struct Events {
     queue: mpsc::Sender<EventRecord>,
-    dropped: Arc<AtomicU64>,
+    /// `keel_scheduler_events_dropped_total`.
+    dropped: Counter,
 }
 
 impl Events {
     /// The queue, and the future that writes it (it ends with the first fenced write, or when
     /// every sender is gone).
-    pub fn start(client: Client) -> (Events, impl Future<Output = Result<(), ClientError>> + Send) {
+    pub fn start(client: Client, dropped: Counter) -> (Events, impl Future<Output = Result<(), ClientError>> + Send) {
         let (queue, receiver) = mpsc::channel(EVENT_QUEUE);
         let writer = async move {
             let mut records = tokio_stream::wrappers::ReceiverStream::new(receiver)
@@ -51,7 +50,7 @@ impl Events {
             }
             Ok(())
         };
-        (Events { queue, dropped: Arc::new(AtomicU64::new(0)) }, writer)
+        (Events { queue, dropped }, writer)
     }
 
     /// `Scheduled`: "Successfully assigned <ns>/<pod> to <node>".
@@ -66,11 +65,6 @@ impl Events {
         self.send(pod, "Warning", "FailedScheduling", truncate_note(message));
     }
 
-    /// Events dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
     fn send(&self, pod: &Pod, event_type: &'static str, reason: &str, message: String) {
         let involved = InvolvedObject {
             api_version: "v1".to_string(),
@@ -81,7 +75,7 @@ impl Events {
         };
         let record = EventRecord { involved, event_type, reason: reason.to_string(), message };
         if self.queue.try_send(record).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
         }
     }
 }

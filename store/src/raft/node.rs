@@ -177,6 +177,13 @@ impl RaftNode {
         }
     }
 
+    /// Waits until Raft's view (leader, term, indexes, membership) changes, or `deadline`;
+    /// false when Raft has shut down.
+    pub async fn wait_change(&self, deadline: Instant) -> bool {
+        let mut metrics = self.raft.metrics();
+        !matches!(tokio::time::timeout_at(deadline, metrics.changed()).await, Ok(Err(_)))
+    }
+
     /// Waits until this member has applied log index `index`, or `deadline`.
     pub async fn wait_applied(&self, index: u64, deadline: Instant) -> bool {
         if *self.applied_index.borrow() >= index {

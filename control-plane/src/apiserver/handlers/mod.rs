@@ -55,9 +55,54 @@ pub async fn handle(
     target: Target,
     request: Request<Body>,
 ) -> Response {
-    match prepare(target, request).await {
-        Ok(call) => dispatch(api, call).await.unwrap_or_else(IntoResponse::into_response),
+    let started = std::time::Instant::now();
+    let mut observed = crate::metrics::ObservedRequest {
+        verb: method_label(request.method()),
+        resource: target.resource,
+        subresource: target.subresource.clone().unwrap_or_default(),
+        scope: match (&target.name, &target.namespace) {
+            (Some(_), _) => "resource",
+            (None, Some(_)) => "namespace",
+            (None, None) => "cluster",
+        },
+        dry_run: false,
+    };
+    let response = match prepare(target, request).await {
+        Ok(call) => {
+            observed.verb = verb_label(call.verb, &call.content_type);
+            observed.dry_run = call.query.dry_run;
+            dispatch(api.clone(), call).await.unwrap_or_else(IntoResponse::into_response)
+        }
         Err(error) => error.into_response(),
+    };
+    api.metrics.observe_request(observed, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Kubernetes' `verb` label: the request's verb in capitals, APPLY for server-side apply.
+fn verb_label(verb: Verb, content_type: &str) -> &'static str {
+    match verb {
+        Verb::Get => "GET",
+        Verb::List => "LIST",
+        Verb::Watch => "WATCH",
+        Verb::Create => "POST",
+        Verb::Update => "PUT",
+        Verb::Patch if content_type.starts_with("application/apply-patch") => "APPLY",
+        Verb::Patch => "PATCH",
+        Verb::Delete => "DELETE",
+        Verb::DeleteCollection => "DELETECOLLECTION",
+    }
+}
+
+/// The label of a request refused before its verb was known.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        _ => "OTHER",
     }
 }
 

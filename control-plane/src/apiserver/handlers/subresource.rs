@@ -190,7 +190,10 @@ async fn evict(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let grace = options.get("gracePeriodSeconds").and_then(Value::as_i64);
     let dry_run = options.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|v| v == "All"));
     let mode = if dry_run { crate::apiserver::storage::WriteMode::DryRun } else { call.write_mode() };
-    crate::apiserver::hooks::delete(api, resource, namespace, name, current, grace, mode).await?;
+    let propagation = options.get("propagationPolicy").and_then(Value::as_str);
+    let options =
+        crate::apiserver::hooks::DeleteOptions { grace_period_seconds: grace, propagation_policy: propagation };
+    crate::apiserver::hooks::delete(api, resource, namespace, name, current, &options, mode).await?;
     let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
     Ok(respond(StatusCode::CREATED, &status, &[]))
 }

@@ -303,8 +303,11 @@ pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
     if preconditions.resource_version.as_ref().is_some_and(|rv| *rv != current.revision.to_string()) {
         return Err(ApiError::conflict(resource.group, resource.plural, name));
     }
-    let grace = call.query.grace_period_seconds;
-    let deletion = hooks::delete(api, resource, namespace, name, current, grace, call.write_mode()).await?;
+    let options = hooks::DeleteOptions {
+        grace_period_seconds: call.query.grace_period_seconds,
+        propagation_policy: propagation(call),
+    };
+    let deletion = hooks::delete(api, resource, namespace, name, current, &options, call.write_mode()).await?;
     Ok(respond(StatusCode::OK, &deletion_response(resource, &deletion), &[]))
 }
 
@@ -337,18 +340,35 @@ pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiEr
     let page = api.storage.list(resource, call.target.namespace.as_deref(), 0, None, 0).await?;
     let mode = call.write_mode();
     let mut deleted = Vec::new();
+    let options = hooks::DeleteOptions {
+        grace_period_seconds: call.query.grace_period_seconds,
+        propagation_policy: propagation(call),
+    };
     for object in page.items.into_iter().filter(|o| selectors.matches(resource, o)) {
         let Some(name) = object::name(&object).map(str::to_string) else { continue };
         let namespace = object::meta_str(&object, "namespace").map(str::to_string);
-        let current = match api.storage.get(resource, namespace.as_deref(), &name).await? {
-            Some(current) => current,
-            None => continue,
-        };
-        let grace = call.query.grace_period_seconds;
-        match hooks::delete(api, resource, namespace.as_deref(), &name, current, grace, mode).await {
-            Ok(deletion) => deleted.push(deletion.stored.object),
-            Err(error) if error.code == StatusCode::NOT_FOUND => {}
-            Err(error) => return Err(error),
+        // The listed version first; one changed since (a controller's status write) is read
+        // again and deleted as it is now, as kube-apiserver's per-item deletes retry.
+        let revision = object::meta_str(&object, "resourceVersion").and_then(|rv| rv.parse().ok()).unwrap_or(0);
+        let mut current = Some(Stored { object, revision });
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(this) = current.take() else { break };
+            match hooks::delete(api, resource, namespace.as_deref(), &name, this, &options, mode).await {
+                Ok(deletion) => deleted.push(deletion.stored.object),
+                Err(error) if error.code == StatusCode::NOT_FOUND => {}
+                Err(error) if error.reason == "Conflict" => {
+                    current = api.storage.get(resource, namespace.as_deref(), &name).await?;
+                    if current.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error),
+            }
+            break;
+        }
+        if current.is_some() {
+            return Err(ApiError::conflict(resource.group, resource.plural, &name));
         }
     }
     let list = json!({
@@ -358,4 +378,14 @@ pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiEr
         "items": deleted,
     });
     Ok(respond(StatusCode::OK, &list, &[]))
+}
+
+/// The delete's propagation policy: `propagationPolicy`, or the deprecated `orphanDependents`.
+fn propagation(call: &Call) -> Option<&str> {
+    match (call.query.propagation_policy.as_deref(), call.query.orphan_dependents) {
+        (Some(policy), _) => Some(policy),
+        (None, Some(true)) => Some("Orphan"),
+        (None, Some(false)) => Some("Background"),
+        (None, None) => None,
+    }
 }
