@@ -25,6 +25,8 @@ pub const MASTERS: usize = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a master gets to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The pause before a master that exited is started again (`--restart-masters`).
+const RESTART_DELAY: Duration = Duration::from_millis(200);
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -42,6 +44,10 @@ pub struct UpArgs {
     /// Hollow nodes to run in one `keel agent` child once the masters are ready (0: none).
     #[arg(long, default_value_t = 0)]
     pub agents: usize,
+    /// Start a master again when it exits (killed by a chaos run or `keel bench
+    /// control-plane-failover`), with the same flags and data directory.
+    #[arg(long)]
+    pub restart_masters: bool,
     /// The agent's container runtime (`keel agent --runtime`).
     #[arg(long, default_value = "simulated")]
     pub runtime: String,
@@ -138,6 +144,17 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         tokio::select! {
             () = &mut asked_to_stop => println!("stopping the masters"),
             index = any_exit(&mut children, &exited) => {
+                if args.restart_masters && index < MASTERS {
+                    eprintln!("{} exited; restarting it", child_name(index));
+                    tokio::time::sleep(RESTART_DELAY).await;
+                    match start_master(&exe, &args, &cluster_pki, index) {
+                        Ok(child) => {
+                            children[index] = child;
+                            continue;
+                        }
+                        Err(error) => eprintln!("{} could not be restarted: {error}", child_name(index)),
+                    }
+                }
                 exited[index] = true;
                 if exited.iter().all(|gone| *gone) {
                     eprintln!("{} exited; no master is left", child_name(index));
@@ -165,7 +182,12 @@ fn start_master(exe: &Path, args: &UpArgs, cluster_pki: &Pki, index: usize) -> R
     let name = format!("master-{}", index + 1);
     let own = ports(args.port_base, index);
     let log_path = args.dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+    // Appended to: a restarted master (`--restart-masters`) keeps its earlier log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(format!("opening {}", log_path.display())))?;
     let log_err = log.try_clone().map_err(io("duplicating the log file"))?;
     let mut command = Command::new(exe);
     command
@@ -201,7 +223,12 @@ fn start_master(exe: &Path, args: &UpArgs, cluster_pki: &Pki, index: usize) -> R
 /// `agent.pid`; fails if it exits within its first half second (bad flags, bad certificates).
 async fn start_agent(exe: &Path, args: &UpArgs, cluster_pki: &Pki) -> Result<Child, UpError> {
     let log_path = args.dir.join("agent.log");
-    let log = std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+    // Appended to: a restarted master (`--restart-masters`) keeps its earlier log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(format!("opening {}", log_path.display())))?;
     let log_err = log.try_clone().map_err(io("duplicating the log file"))?;
     let servers: Vec<String> =
         (0..MASTERS).map(|i| format!("https://127.0.0.1:{}", ports(args.port_base, i).api)).collect();

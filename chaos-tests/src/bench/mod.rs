@@ -10,7 +10,8 @@
 //!
 //! `keel bench failover` measures leader failover ([`failover`]); `keel bench api` and
 //! `keel bench api-list` measure the Kubernetes API server over HTTPS ([`api`], with its
-//! client in [`https`]); `keel bench scheduler` the scheduler's throughput ([`scheduler`]).
+//! client in [`https`]); `keel bench scheduler` the scheduler's throughput ([`scheduler`]);
+//! `keel bench control-plane-failover` the controllers' takeover ([`control_plane_failover`]).
 //!
 //! Every key is under `/bench/<random run id>/`, so runs never collide and the
 //! cleanup is one prefix delete. (The revisions written stay in the store's
@@ -22,6 +23,7 @@
 
 pub mod api;
 mod conn;
+pub mod control_plane_failover;
 pub mod failover;
 mod grpc;
 mod https;
@@ -87,6 +89,8 @@ pub enum BenchAction {
     ApiList(api::ApiListArgs),
     // about and long_about: on `SchedulerArgs`.
     Scheduler(scheduler::SchedulerArgs),
+    // about and long_about: on `ControlPlaneFailoverArgs`.
+    ControlPlaneFailover(control_plane_failover::ControlPlaneFailoverArgs),
 }
 
 /// Runs `keel bench` or one of its subcommands.
@@ -97,6 +101,7 @@ pub async fn run_command(cmd: BenchCommand) -> Result<(), BenchError> {
         Some(BenchAction::Api(args)) => api::run(args).await,
         Some(BenchAction::ApiList(args)) => api::run_list(args).await,
         Some(BenchAction::Scheduler(args)) => scheduler::run(args).await,
+        Some(BenchAction::ControlPlaneFailover(args)) => control_plane_failover::run(args).await,
     }
 }
 
