@@ -1,15 +1,16 @@
 //! Fencing on `keel up --agents 3 --runtime simulated`: the master holding the components'
 //! Leases is paused with SIGSTOP past its lease, another master takes over and does the work
-//! (a scale-up converges), and the paused master is resumed. It then makes **zero**
-//! successful writes: its `keel_fence_last_accepted_timestamp_seconds` stays before the
-//! resume, read from its own `/metrics`. A watch on the pods over the whole run sees no pod
-//! bound to two nodes.
+//! (a scale-up converges), and the paused master is resumed. It makes **zero** successful
+//! writes after the new leader's term began: the store revision of its last accepted fenced
+//! write (`keel_fence_last_accepted_revision`, from its own `/metrics`) stays below the fence
+//! key's revision, which the new holder's acquisition wrote (read with the real etcdctl). A
+//! watch on the pods over the whole run sees no pod bound to two nodes.
 
 mod common;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::control_plane::{Backend, UpCluster};
 use common::kube::{eventually, items, ok, ok_stdin, wait_nodes_ready};
@@ -70,8 +71,13 @@ fn metric(cluster: &UpCluster, master: usize, prefix: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+/// The mod revision of a component's fence key: where the current term began.
+fn fence_revision(cluster: &UpCluster, component: &str) -> i64 {
+    let key = format!("/registry/keel.dev/fences/{component}");
+    let output = cluster.etcdctl(&["get", &key, "-w", "json"]);
+    assert!(output.status.success(), "etcdctl get {key}: {}", String::from_utf8_lossy(&output.stderr));
+    let answer: Value = serde_json::from_slice(&output.stdout).expect("etcdctl prints JSON");
+    answer["kvs"][0]["mod_revision"].as_i64().unwrap_or_else(|| panic!("no fence key {key}: {answer}"))
 }
 
 fn running_pods(cluster: &UpCluster, master: usize) -> usize {
@@ -130,20 +136,18 @@ fn a_paused_holder_makes_no_write_once_resumed_and_no_pod_is_bound_twice() {
     });
 
     // Resume: whatever the old holder still had in flight must be refused.
-    let resumed = unix_now();
     common::send_signal(pid, "CONT");
     guard.paused = None;
     ok(&cluster, &["scale", "deploy/web", "--replicas=4"]);
     eventually(CONVERGE, "4 running pods", &cluster, || (running_pods(&cluster, other) == 4).then_some(()));
     std::thread::sleep(Duration::from_secs(2));
     for component in &held {
-        let last =
-            metric(&cluster, paused, &format!("keel_fence_last_accepted_timestamp_seconds{{name=\"{component}\"}}"))
-                .expect("the paused master reports its last accepted fenced write");
+        let term = fence_revision(&cluster, component);
+        let last = metric(&cluster, paused, &format!("keel_fence_last_accepted_revision{{name=\"{component}\"}}"))
+            .expect("the paused master reports its last accepted fenced write");
         assert!(
-            last < resumed,
-            "{component}: the resumed master had a write accepted {:.3}s after it was resumed",
-            last - resumed
+            (last as i64) < term,
+            "{component}: the resumed master had a write accepted at revision {last}, in the term that began at {term}"
         );
         let rejected = metric(
             &cluster,

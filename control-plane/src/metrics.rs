@@ -1,7 +1,7 @@
 //! A master's Prometheus metrics, served at `/metrics` (OpenMetrics text, through the
 //! `prometheus-client` crate), under the names operators know: etcd's for the embedded store
 //! member, Kubernetes' for the API server, the scheduler, the work queues and leader election,
-//! and `keel_fenced_writes_total` for the fence.
+//! and `keel_fenced_writes_total` and `keel_fence_last_accepted_revision` for the fence.
 //!
 //! Everything is a plain counter, gauge or histogram updated where it happens (the request
 //! path, the scheduler loop, the queues, the supervisor); the store's gauges are sampled by
@@ -9,7 +9,6 @@
 //! component names), so no family grows without bound.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -86,9 +85,6 @@ pub struct FenceLabels {
     pub result: &'static str,
 }
 
-/// Seconds since the Unix epoch, as a float gauge.
-pub type TimestampGauge = Gauge<f64, AtomicU64>;
-
 /// The store member's gauges (etcd's names); zero on a master whose store is remote.
 #[derive(Default)]
 pub struct StoreMetrics {
@@ -113,8 +109,8 @@ pub struct Metrics {
     pub workqueue_adds: Family<NameLabels, Counter>,
     pub leader_status: Family<NameLabels, Gauge>,
     pub fenced_writes: Family<FenceLabels, Counter>,
-    /// When this master's current (or last) term of a component had its last write accepted.
-    pub fence_last_accepted: Family<NameLabels, TimestampGauge>,
+    /// The store revision of the last fenced write of a component this master had accepted.
+    pub fence_last_accepted: Family<NameLabels, Gauge>,
     pub store: StoreMetrics,
 }
 
@@ -136,7 +132,7 @@ impl Metrics {
         let workqueue_adds = Family::<NameLabels, Counter>::default();
         let leader_status = Family::<NameLabels, Gauge>::default();
         let fenced_writes = Family::<FenceLabels, Counter>::default();
-        let fence_last_accepted = Family::<NameLabels, TimestampGauge>::default();
+        let fence_last_accepted = Family::<NameLabels, Gauge>::default();
         let store = StoreMetrics::default();
 
         registry.register(
@@ -177,8 +173,8 @@ impl Metrics {
             fenced_writes.clone(),
         );
         registry.register(
-            "keel_fence_last_accepted_timestamp_seconds",
-            "When a fenced write of this master's latest term of the component was last accepted (Unix seconds).",
+            "keel_fence_last_accepted_revision",
+            "The store revision of the last fenced write of the component this master had accepted (compare with the fence key's revision: a later term began there).",
             fence_last_accepted.clone(),
         );
         registry.register(
@@ -265,15 +261,16 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
     }
 
-    /// One fenced write's outcome.
-    pub fn fenced_write(&self, component: &'static str, accepted: bool) {
-        let result = if accepted { "accepted" } else { "rejected" };
+    /// One fenced write's outcome: accepted at store revision `Some(revision)`, or refused.
+    pub fn fenced_write(&self, component: &'static str, accepted_at: Option<i64>) {
+        let result = if accepted_at.is_some() { "accepted" } else { "rejected" };
         self.fenced_writes.get_or_create(&FenceLabels { component, result }).inc();
-        if accepted {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |elapsed| elapsed.as_secs_f64());
-            self.fence_last_accepted.get_or_create(&NameLabels { name: component }).set(now);
+        if let Some(revision) = accepted_at {
+            let last = self.fence_last_accepted.get_or_create(&NameLabels { name: component });
+            // Answers may arrive out of order; the gauge keeps the highest.
+            if revision > last.get() {
+                last.set(revision);
+            }
         }
     }
 }

@@ -11,7 +11,8 @@
 //! `keel bench failover` measures leader failover ([`failover`]); `keel bench api` and
 //! `keel bench api-list` measure the Kubernetes API server over HTTPS ([`api`], with its
 //! client in [`https`]); `keel bench scheduler` the scheduler's throughput ([`scheduler`]);
-//! `keel bench control-plane-failover` the controllers' takeover ([`control_plane_failover`]).
+//! `keel bench control-plane-failover` the controllers' takeover ([`control_plane_failover`]);
+//! `keel bench pod-startup` create → Running latency ([`pod_startup`]).
 //!
 //! Every key is under `/bench/<random run id>/`, so runs never collide and the
 //! cleanup is one prefix delete. (The revisions written stay in the store's
@@ -28,6 +29,7 @@ pub mod failover;
 mod grpc;
 mod https;
 mod kv;
+pub mod pod_startup;
 pub mod scheduler;
 mod stats;
 mod watch;
@@ -91,6 +93,8 @@ pub enum BenchAction {
     Scheduler(scheduler::SchedulerArgs),
     // about and long_about: on `ControlPlaneFailoverArgs`.
     ControlPlaneFailover(control_plane_failover::ControlPlaneFailoverArgs),
+    // about and long_about: on `PodStartupArgs`.
+    PodStartup(pod_startup::PodStartupArgs),
 }
 
 /// Runs `keel bench` or one of its subcommands.
@@ -102,6 +106,7 @@ pub async fn run_command(cmd: BenchCommand) -> Result<(), BenchError> {
         Some(BenchAction::ApiList(args)) => api::run_list(args).await,
         Some(BenchAction::Scheduler(args)) => scheduler::run(args).await,
         Some(BenchAction::ControlPlaneFailover(args)) => control_plane_failover::run(args).await,
+        Some(BenchAction::PodStartup(args)) => pod_startup::run(args).await,
     }
 }
 

@@ -236,7 +236,10 @@ async fn fan_out_inner(
 
 /// Lists the namespace's pods and opens a watch from that list's resourceVersion; the
 /// connection it runs on, and its body.
-async fn start_watch(setup: &Setup, namespace: &str) -> Result<(Endpoint, hyper::body::Incoming), BenchError> {
+pub(super) async fn start_watch(
+    setup: &Setup,
+    namespace: &str,
+) -> Result<(Endpoint, hyper::body::Incoming), BenchError> {
     let mut endpoint = setup.endpoints().remove(0);
     let path = format!("/api/v1/namespaces/{namespace}/pods?limit=1");
     let (_, reply) = call(&mut endpoint, Request::get(&path, JSON), &[StatusCode::OK])
@@ -379,7 +382,7 @@ fn summarize(
 }
 
 /// Deletes the pods (grace 0), the namespace and the nodes; failures are printed, not fatal.
-async fn clean_up(setup: &Setup, namespace: &str) {
+pub(super) async fn clean_up(setup: &Setup, namespace: &str) {
     let mut endpoint = setup.endpoints().remove(0);
     let grace = Bytes::from(json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}).to_string());
     let steps = [

@@ -147,9 +147,9 @@ impl Storage {
         let WriteMode::Fenced(fence) = mode else { return Ok(outcome) };
         let component = fence.component.lease_name();
         if outcome.succeeded {
-            self.metrics.fenced_write(component, true);
+            self.metrics.fenced_write(component, Some(outcome.revision));
         } else if let Some(fenced) = mode.fence_failure(&outcome) {
-            self.metrics.fenced_write(component, false);
+            self.metrics.fenced_write(component, None);
             return Err(fenced);
         }
         Ok(outcome)
