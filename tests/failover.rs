@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::control_plane::{Backend, UpCluster};
-use common::kube::{eventually, items, json, ok, ok_stdin, wait_nodes_ready};
+use common::kube::{eventually, holder, json, master_index, ok, ok_stdin, running_web_pods, wait_nodes_ready};
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -24,28 +24,6 @@ spec:
       containers: [{name: nginx, image: nginx}]
 ";
 
-fn holder(cluster: &UpCluster, master: usize, lease: &str) -> Option<String> {
-    let output = cluster.kubectl_on(master, &["get", "lease", "-n", "kube-system", lease, "-o", "json"]);
-    let lease: Value = serde_json::from_slice(&output.stdout).ok()?;
-    lease["spec"]["holderIdentity"].as_str().filter(|h| !h.is_empty()).map(str::to_string)
-}
-
-/// `master-2_<suffix>` → 1.
-fn master_index(identity: &str) -> usize {
-    let name = identity.split('_').next().unwrap_or_default();
-    let number: usize = name.trim_start_matches("master-").parse().expect("holder names a master");
-    number - 1
-}
-
-fn running_pods(cluster: &UpCluster, master: usize) -> usize {
-    let output = cluster.kubectl_on(master, &["get", "pods", "-l", "app=web", "-o", "json"]);
-    let Ok(list) = serde_json::from_slice::<Value>(&output.stdout) else { return 0 };
-    items(&list)
-        .iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running")
-        .count()
-}
-
 #[test]
 fn a_killed_holder_hands_both_components_over_and_work_converges() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -58,7 +36,7 @@ fn a_killed_holder_hands_both_components_over_and_work_converges() {
         assert!(line.split_whitespace().nth(1).is_some_and(|h| h.starts_with("master-")), "{leases}");
     }
     ok_stdin(&cluster, &["apply", "-f", "-"], DEPLOYMENT);
-    eventually(CONVERGE, "2 running pods", &cluster, || (running_pods(&cluster, 0) == 2).then_some(()));
+    eventually(CONVERGE, "2 running pods", &cluster, || (running_web_pods(&cluster, 0) == 2).then_some(()));
 
     let old = holder(&cluster, 0, "kube-controller-manager").expect("a holder");
     let victim = master_index(&old);
@@ -78,7 +56,7 @@ fn a_killed_holder_hands_both_components_over_and_work_converges() {
     });
     assert_ne!(master_index(&new), victim, "the killed master still holds the Lease: {new}");
     eventually(CONVERGE, "4 running pods after the kill", &cluster, || {
-        (running_pods(&cluster, survivor) == 4).then_some(())
+        (running_web_pods(&cluster, survivor) == 4).then_some(())
     });
     eprintln!("scaled deployment converged {:?} after the kill", killed.elapsed());
     let lease = {

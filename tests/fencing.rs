@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::control_plane::{Backend, UpCluster};
-use common::kube::{eventually, items, ok, ok_stdin, wait_nodes_ready};
+use common::kube::{eventually, holder, master_index, ok, ok_stdin, running_web_pods, wait_nodes_ready};
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -50,18 +50,6 @@ impl Drop for Guard {
     }
 }
 
-fn holder(cluster: &UpCluster, master: usize, lease: &str) -> Option<String> {
-    let output = cluster.kubectl_on(master, &["get", "lease", "-n", "kube-system", lease, "-o", "json"]);
-    let lease: Value = serde_json::from_slice(&output.stdout).ok()?;
-    lease["spec"]["holderIdentity"].as_str().filter(|h| !h.is_empty()).map(str::to_string)
-}
-
-/// `master-2_<suffix>` → 1.
-fn master_index(identity: &str) -> usize {
-    let name = identity.split('_').next().unwrap_or_default();
-    name.trim_start_matches("master-").parse::<usize>().expect("holder names a master") - 1
-}
-
 /// One sample of `metric{name="<component>"}` (or with `component`/`result` labels) from a
 /// master's /metrics.
 fn metric(cluster: &UpCluster, master: usize, prefix: &str) -> Option<f64> {
@@ -78,15 +66,6 @@ fn fence_revision(cluster: &UpCluster, component: &str) -> i64 {
     assert!(output.status.success(), "etcdctl get {key}: {}", String::from_utf8_lossy(&output.stderr));
     let answer: Value = serde_json::from_slice(&output.stdout).expect("etcdctl prints JSON");
     answer["kvs"][0]["mod_revision"].as_i64().unwrap_or_else(|| panic!("no fence key {key}: {answer}"))
-}
-
-fn running_pods(cluster: &UpCluster, master: usize) -> usize {
-    let output = cluster.kubectl_on(master, &["get", "pods", "-l", "app=web", "-o", "json"]);
-    let Ok(list) = serde_json::from_slice::<Value>(&output.stdout) else { return 0 };
-    items(&list)
-        .iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running")
-        .count()
 }
 
 #[test]
@@ -107,7 +86,7 @@ fn a_paused_holder_makes_no_write_once_resumed_and_no_pod_is_bound_twice() {
     let mut guard = Guard { child: Some(watcher), paused: None };
 
     ok_stdin(&cluster, &["apply", "-f", "-"], DEPLOYMENT);
-    eventually(CONVERGE, "3 running pods", &cluster, || (running_pods(&cluster, 0) == 3).then_some(()));
+    eventually(CONVERGE, "3 running pods", &cluster, || (running_web_pods(&cluster, 0) == 3).then_some(()));
 
     // Pause the controller manager's holder (usually both components' holder).
     let old = holder(&cluster, 0, "kube-controller-manager").expect("a holder");
@@ -132,14 +111,14 @@ fn a_paused_holder_makes_no_write_once_resumed_and_no_pod_is_bound_twice() {
         assert_ne!(master_index(&new), paused);
     }
     eventually(CONVERGE, "6 running pods under the new leader", &cluster, || {
-        (running_pods(&cluster, other) == 6).then_some(())
+        (running_web_pods(&cluster, other) == 6).then_some(())
     });
 
     // Resume: whatever the old holder still had in flight must be refused.
     common::send_signal(pid, "CONT");
     guard.paused = None;
     ok(&cluster, &["scale", "deploy/web", "--replicas=4"]);
-    eventually(CONVERGE, "4 running pods", &cluster, || (running_pods(&cluster, other) == 4).then_some(()));
+    eventually(CONVERGE, "4 running pods", &cluster, || (running_web_pods(&cluster, other) == 4).then_some(()));
     std::thread::sleep(Duration::from_secs(2));
     for component in &held {
         let term = fence_revision(&cluster, component);

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::control_plane::{Backend, UpCluster};
-use common::kube::{eventually, items, json, ok_stdin, wait_nodes_ready};
+use common::kube::{ExtraAgent, eventually, items, json, ok_stdin, wait_nodes_ready};
 use serde_json::Value;
 
 /// `--node-monitor-grace-period` given to the masters (Kubernetes' default is 50 s). Above
@@ -35,16 +34,6 @@ spec:
       containers: [{name: nginx, image: nginx}]
 ";
 
-/// The extra node's agent, killed by PID when the test ends however it ends.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn pods(cluster: &UpCluster) -> Vec<Value> {
     items(&json(cluster, &["get", "pods", "-l", "app=web"]))
 }
@@ -67,18 +56,7 @@ fn a_dead_node_goes_unknown_is_tainted_and_its_pods_move() {
     let grace = format!("--master-arg=--node-monitor-grace-period={}s", GRACE.as_secs());
     let cluster =
         UpCluster::start_with(dir.path(), Backend::Embedded, &["--agents", "2", "--runtime", "simulated", &grace]);
-    let log = std::fs::File::create(dir.path().join("failing-agent.log")).expect("agent log");
-    let agent = Command::new(common::keel_bin())
-        .args(["agent", "--runtime", "simulated", "--nodes", "1", "--name-prefix", "failing-"])
-        .args(["--node-ip-range", "172.30.0.0/16", "--node-lease-duration-seconds", "4"])
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start the extra agent");
-    let mut agent = Agent(agent);
+    let mut agent = ExtraAgent::start(&cluster, dir.path(), "failing-", &["--node-lease-duration-seconds", "4"]);
     wait_nodes_ready(&cluster, 3);
 
     ok_stdin(&cluster, &["apply", "-f", "-"], DEPLOYMENT);
@@ -90,8 +68,7 @@ fn a_dead_node_goes_unknown_is_tainted_and_its_pods_move() {
         (running == REPLICAS && running_on(&pods, "failing-1") >= 1).then_some(())
     });
 
-    let _ = agent.0.kill();
-    let _ = agent.0.wait();
+    agent.kill();
     let node = eventually(GRACE * 4, "failing-1 Ready=Unknown", &cluster, || {
         let node = json(&cluster, &["get", "node", "failing-1"]);
         let unknown = node["status"]["conditions"]

@@ -7,25 +7,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::control_plane::{Backend, UpCluster};
-use common::kube::{eventually, items, json, ok, ok_stdin, wait_nodes_ready};
+use common::kube::{ExtraAgent, eventually, items, json, ok, ok_stdin, wait_nodes_ready};
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(60);
 const NODES: [&str; 3] = ["hollow-1", "hollow-2", "hollow-3"];
-
-/// An extra agent process, killed by PID when the test ends however it ends.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start_cluster(dir: &std::path::Path) -> UpCluster {
     let cluster = UpCluster::start_with(dir, Backend::Embedded, &["--agents", "3", "--runtime", "simulated"]);
@@ -143,19 +132,7 @@ fn a_pod_too_big_for_every_node_waits_with_kubernetes_message_until_a_big_node_j
         ok(&cluster, &["get", "events", "--field-selector", "reason=FailedScheduling,involvedObject.name=huge"]);
     assert!(events.contains("Insufficient cpu"), "a FailedScheduling event: {events}");
 
-    let log = std::fs::File::create(dir.path().join("big-agent.log")).expect("agent log");
-    let _big = Agent(
-        Command::new(common::keel_bin())
-            .args(["agent", "--runtime", "simulated", "--nodes", "1", "--name-prefix", "big-", "--cpu", "16"])
-            .args(["--node-ip-range", "172.30.0.0/16"])
-            .arg("--kubeconfig")
-            .arg(cluster.kubeconfig())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the big node's agent"),
-    );
+    let _big = ExtraAgent::start(&cluster, dir.path(), "big-", &["--cpu", "16"]);
     assert_eq!(bound_node(&cluster, "huge"), "big-1");
     let condition = eventually(SETTLE, "PodScheduled=True on huge", &cluster, || {
         pod_scheduled_condition(&json(&cluster, &["get", "pod", "huge"])).filter(|c| c["status"] == "True")

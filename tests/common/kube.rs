@@ -71,3 +71,62 @@ pub fn wait_nodes_ready(cluster: &UpCluster, count: usize) {
         (ready == count).then_some(())
     });
 }
+
+/// An extra `keel agent --runtime simulated` process on the cluster, killed by PID when it is
+/// dropped (however the test ends).
+pub struct ExtraAgent(pub std::process::Child);
+
+impl ExtraAgent {
+    /// Starts one simulated node named `<prefix>1` with `extra` agent flags, logging to
+    /// `<log_dir>/<prefix>agent.log`.
+    pub fn start(cluster: &UpCluster, log_dir: &std::path::Path, prefix: &str, extra: &[&str]) -> ExtraAgent {
+        let log = std::fs::File::create(log_dir.join(format!("{prefix}agent.log"))).expect("agent log");
+        let child = std::process::Command::new(super::keel_bin())
+            .args(["agent", "--runtime", "simulated", "--nodes", "1", "--name-prefix", prefix])
+            .args(["--node-ip-range", "172.30.0.0/16"])
+            .args(extra)
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the extra agent");
+        ExtraAgent(child)
+    }
+
+    /// Kills it now (its node stops heartbeating).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ExtraAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The holder identity of `kube-system/<lease>`, read through `master`.
+pub fn holder(cluster: &UpCluster, master: usize, lease: &str) -> Option<String> {
+    let output = cluster.kubectl_on(master, &["get", "lease", "-n", "kube-system", lease, "-o", "json"]);
+    let lease: Value = serde_json::from_slice(&output.stdout).ok()?;
+    lease["spec"]["holderIdentity"].as_str().filter(|h| !h.is_empty()).map(str::to_string)
+}
+
+/// `master-2_<suffix>` → 1.
+pub fn master_index(identity: &str) -> usize {
+    let name = identity.split('_').next().unwrap_or_default();
+    name.trim_start_matches("master-").parse::<usize>().expect("holder names a master") - 1
+}
+
+/// Non-terminating Running pods labelled `app=web`, read through `master` (0 if it fails).
+pub fn running_web_pods(cluster: &UpCluster, master: usize) -> usize {
+    let output = cluster.kubectl_on(master, &["get", "pods", "-l", "app=web", "-o", "json"]);
+    let Ok(list) = serde_json::from_slice::<Value>(&output.stdout) else { return 0 };
+    items(&list)
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running")
+        .count()
+}
