@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::BenchError;
 use super::api::{ApiConnArgs, JSON, Setup, call, ensure_namespace, header, truncate};
 use super::https::{Endpoint, Request};
-use super::scheduler::{clean_up, start_watch};
+use super::scheduler::{clean_up, pod_index, read_events, start_watch};
 use super::stats::{Latencies, render_grid};
 
 const MAX_PODS: usize = 100_000;
@@ -167,34 +166,15 @@ async fn read_running(
     times: Arc<Mutex<Times>>,
     total: usize,
 ) -> Result<(), String> {
-    let mut buffer: Vec<u8> = Vec::new();
-    loop {
-        let frame = match body.frame().await {
-            Some(Ok(frame)) => frame,
-            Some(Err(error)) => return Err(format!("the pod watch failed: {error}")),
-            None => return Err("the pod watch ended early".into()),
-        };
-        let Ok(data) = frame.into_data() else { continue };
-        buffer.extend_from_slice(&data);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
-            let object = &event["object"];
-            if object["status"]["phase"] != "Running" {
-                continue;
-            }
-            let Some(i) = object["metadata"]["name"]
-                .as_str()
-                .and_then(|n| n.strip_prefix("pod-"))
-                .and_then(|n| n.parse::<usize>().ok())
-            else {
-                continue;
-            };
-            let mut times = times.lock().map_err(|_| "the timing lock was poisoned".to_string())?;
-            times.running.entry(i).or_insert_with(Instant::now);
-            if times.running.len() >= total {
-                return Ok(());
-            }
+    read_events(&mut body, |event| {
+        let object = &event["object"];
+        if object["status"]["phase"] != "Running" {
+            return Ok(false);
         }
-    }
+        let Some(i) = pod_index(object) else { return Ok(false) };
+        let mut times = times.lock().map_err(|_| "the timing lock was poisoned".to_string())?;
+        times.running.entry(i).or_insert_with(Instant::now);
+        Ok(times.running.len() >= total)
+    })
+    .await
 }

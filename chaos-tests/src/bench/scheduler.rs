@@ -258,17 +258,13 @@ pub(super) async fn start_watch(
     Ok((endpoint, body))
 }
 
-/// Reads watch events until `total` pods are bound; a pod whose node changes once set is a
-/// double bind.
-async fn read_watch(
-    // The watch's connection: dropping it would close the stream.
-    _connection: Endpoint,
-    mut body: hyper::body::Incoming,
-    timeline: Arc<std::sync::Mutex<Timeline>>,
-    total: usize,
+/// Reads a watch's newline-delimited events, handing each to `on_event` until it returns
+/// true (done) or an error.
+pub(super) async fn read_events(
+    body: &mut hyper::body::Incoming,
+    mut on_event: impl FnMut(&Value) -> Result<bool, String>,
 ) -> Result<(), String> {
     let mut buffer: Vec<u8> = Vec::new();
-    let mut nodes: HashMap<usize, String> = HashMap::new();
     loop {
         let frame = match body.frame().await {
             Some(Ok(frame)) => frame,
@@ -280,26 +276,44 @@ async fn read_watch(
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();
             let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
-            let object = &event["object"];
-            let Some(index) = object["metadata"]["name"].as_str().and_then(|n| n.strip_prefix("pod-")) else {
-                continue;
-            };
-            let Ok(index) = index.parse::<usize>() else { continue };
-            let Some(node) = object["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else { continue };
-            let mut timeline = timeline.lock().map_err(|_| "the timeline lock was poisoned".to_string())?;
-            match nodes.get(&index) {
-                Some(first) if first != node => timeline.rebound += 1,
-                Some(_) => {}
-                None => {
-                    nodes.insert(index, node.to_string());
-                    timeline.bound.insert(index, Instant::now());
-                }
-            }
-            if timeline.bound.len() >= total {
+            if on_event(&event)? {
                 return Ok(());
             }
         }
     }
+}
+
+/// The index of a benchmark pod named `pod-<i>`.
+pub(super) fn pod_index(object: &Value) -> Option<usize> {
+    object["metadata"]["name"].as_str()?.strip_prefix("pod-")?.parse().ok()
+}
+
+/// Reads watch events until `total` pods are bound; a pod whose node changes once set is a
+/// double bind.
+async fn read_watch(
+    // The watch's connection: dropping it would close the stream.
+    _connection: Endpoint,
+    mut body: hyper::body::Incoming,
+    timeline: Arc<std::sync::Mutex<Timeline>>,
+    total: usize,
+) -> Result<(), String> {
+    let mut nodes: HashMap<usize, String> = HashMap::new();
+    read_events(&mut body, |event| {
+        let object = &event["object"];
+        let Some(index) = pod_index(object) else { return Ok(false) };
+        let Some(node) = object["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else { return Ok(false) };
+        let mut timeline = timeline.lock().map_err(|_| "the timeline lock was poisoned".to_string())?;
+        match nodes.get(&index) {
+            Some(first) if first != node => timeline.rebound += 1,
+            Some(_) => {}
+            None => {
+                nodes.insert(index, node.to_string());
+                timeline.bound.insert(index, Instant::now());
+            }
+        }
+        Ok(timeline.bound.len() >= total)
+    })
+    .await
 }
 
 /// The sum of `etcd_server_leader_changes_seen_total` over the masters.
