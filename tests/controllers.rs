@@ -3,7 +3,8 @@
 //! becomes scheduled, running pods; rolling updates stay within maxSurge and maxUnavailable;
 //! `kubectl rollout history|undo|restart|pause|resume` and `scale` work unmodified; a Service's
 //! Endpoints and EndpointSlices list exactly the ready pods; deleting the Deployment removes
-//! its ReplicaSets and pods.
+//! its ReplicaSets and pods; `kubectl delete ns` empties the namespace (Terminating meanwhile,
+//! new content refused), removes it, and frees its services' node ports.
 
 mod common;
 
@@ -241,6 +242,77 @@ fn deployments_become_running_pods(backend: Backend) {
     let rs = orphans[0]["metadata"]["name"].as_str().expect("a ReplicaSet name").to_string();
     ok(&cluster, &["delete", "rs", &rs, "--cascade=foreground", "--timeout=60s"]);
     assert!(pods(&cluster).is_empty(), "pods outlived their foreground-deleted ReplicaSet: {:?}", pods(&cluster));
+
+    namespace_deletion(&cluster);
+}
+
+/// `kubectl delete ns`: Terminating while the namespace controller empties it (creating in it
+/// is refused with Kubernetes' NamespaceTerminating), held by an object's finalizer until that
+/// is removed, then gone with everything in it; its service's node port is free again.
+fn namespace_deletion(cluster: &UpCluster) {
+    ok(cluster, &["create", "namespace", "shop"]);
+    ok_stdin(cluster, &["apply", "-n", "shop", "-f", "-"], &deployment("nginx:1.25"));
+    ok_stdin(cluster, &["apply", "-n", "shop", "-f", "-"], &node_port_service("web", NODE_PORT));
+    ok_stdin(cluster, &["apply", "-n", "shop", "-f", "-"], HELD_CONFIGMAP);
+    ok(cluster, &["rollout", "status", "deploy/web", "-n", "shop", "--timeout=60s"]);
+    let finalizers = json(cluster, &["get", "ns", "shop"])["spec"]["finalizers"].clone();
+    assert_eq!(finalizers, serde_json::json!(["kubernetes"]));
+
+    ok(cluster, &["delete", "ns", "shop", "--wait=false"]);
+    // Everything else goes; the held configmap keeps the namespace Terminating.
+    eventually(CONVERGE, "the namespace emptied but for the held configmap", cluster, || {
+        let left: usize = ["pods", "replicasets", "deployments", "services"]
+            .iter()
+            .map(|kind| items(&json(cluster, &["get", kind, "-n", "shop"])).len())
+            .sum();
+        (left == 0).then_some(())
+    });
+    let namespace = json(cluster, &["get", "ns", "shop"]);
+    assert_eq!(namespace["status"]["phase"], "Terminating", "{namespace}");
+    let refused = cluster.kubectl(&["create", "configmap", "late", "-n", "shop"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "created content in a terminating namespace");
+    assert!(
+        stderr.contains("configmaps \"late\" is forbidden: unable to create new content in namespace shop because it is being terminated"),
+        "not Kubernetes' NamespaceTerminating refusal: {stderr}"
+    );
+
+    ok(
+        cluster,
+        &["patch", "configmap", "held", "-n", "shop", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#],
+    );
+    ok(cluster, &["wait", "--for=delete", "namespace/shop", "--timeout=90s"]);
+    let gone = cluster.kubectl(&["get", "ns", "shop"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "namespace still there");
+    for kind in ["pods", "replicasets", "deployments", "services", "configmaps", "endpoints", "endpointslices"] {
+        let left = items(&json(cluster, &["get", kind, "-n", "shop"]));
+        assert!(left.is_empty(), "{kind} left in the deleted namespace: {left:?}");
+    }
+    // The deleted service's node port can be claimed again.
+    ok_stdin(cluster, &["apply", "-f", "-"], &node_port_service("reclaimed", NODE_PORT));
+    ok(cluster, &["delete", "service", "reclaimed"]);
+}
+
+/// A configmap whose deletion waits on a finalizer nobody removes but the test.
+const HELD_CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: held, finalizers: [example.com/hold]}
+data: {a: b}
+";
+
+const NODE_PORT: u16 = 30_080;
+
+fn node_port_service(name: &str, node_port: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 80, nodePort: {node_port}}}]
+"
+    )
 }
 
 #[test]

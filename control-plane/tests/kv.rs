@@ -7,7 +7,8 @@
 //! count; reads at an old revision), the create-if-absent / update-if-unchanged /
 //! delete-if-unchanged txns, compaction (ranges and watches below it fail with `Compacted`),
 //! watches (from the past: every event exactly once, in order, with previous values; from now;
-//! dropping one cancels it in the store), leases, and the request size limit.
+//! dropping one cancels it in the store), leases, the request size limit, and fencing (a
+//! deposed holder's writes refused).
 
 mod common;
 
@@ -417,6 +418,53 @@ mod bodies {
         let fits = vec![b'x'; 1_000_000];
         kv.put(b("/big"), fits, 0).await.expect("a value under the limit");
     }
+
+    /// Fencing: a write carrying a holder's term is taken while the component's fence key is
+    /// still at that term's revision, and refused (403, nothing written, counted) once another
+    /// holder has rewritten it, on every backend.
+    pub async fn fenced_writes(f: &Fixture) {
+        use keel_control_plane::apiserver::storage::{Component, FENCED_MESSAGE, Fence, WriteMode};
+        use keel_control_plane::apiserver::{Api, resources};
+        let api = Api::new(f.kv.clone(), "127.0.0.1:6443".into());
+        let configmaps = resources::find("", "v1", "configmaps").expect("configmaps are served");
+        let configmap = |name: &str| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": { "name": name, "namespace": "default" }, "data": { "k": "v" },
+            })
+        };
+        let key = Component::Scheduler.key();
+        let fence = Fence { component: Component::Scheduler, revision: put(&*f.kv, &key, "holder-a").await };
+        let mode = WriteMode::Fenced(fence);
+        let kept = api
+            .storage
+            .create(configmaps, Some("default"), "a", &configmap("a"), mode)
+            .await
+            .expect("the holder writes");
+
+        // Another holder takes the Lease: its acquisition rewrites the fence key.
+        let taken_over = put(&*f.kv, &key, "holder-b").await;
+        let refused = api.storage.create(configmaps, Some("default"), "b", &configmap("b"), mode).await;
+        let error = refused.expect_err("a deposed holder's create");
+        assert_eq!(error.code, 403);
+        assert!(error.message.starts_with(FENCED_MESSAGE), "{}", error.message);
+        assert!(error.message.contains(&format!("at revision {taken_over}")), "{}", error.message);
+        let refused = api.storage.update(configmaps, Some("default"), "a", &configmap("a"), kept.revision, mode).await;
+        assert!(refused.expect_err("a deposed holder's update").message.starts_with(FENCED_MESSAGE));
+        let refused = api.storage.delete(configmaps, Some("default"), "a", kept.revision, mode).await;
+        assert!(refused.expect_err("a deposed holder's delete").message.starts_with(FENCED_MESSAGE));
+        assert!(api.storage.get(configmaps, Some("default"), "b").await.expect("get").is_none(), "b was written");
+        let a = api.storage.get(configmaps, Some("default"), "a").await.expect("get").expect("a is still there");
+        assert_eq!(a.revision, kept.revision, "a was changed");
+
+        let metrics = api.metrics.encode();
+        for (result, count) in [("accepted", 1), ("rejected", 3)] {
+            let line = format!("keel_fenced_writes_total{{component=\"kube-scheduler\",result=\"{result}\"}} {count}");
+            assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+        }
+        let last = format!("keel_fence_last_accepted_revision{{name=\"kube-scheduler\"}} {}", kept.revision);
+        assert!(metrics.lines().any(|l| l == last), "no `{last}` in:\n{metrics}");
+    }
 }
 
 /// The same bodies against one kind of store; each test gets a fresh store, stopped at the end
@@ -453,6 +501,7 @@ macro_rules! all_bodies {
                 dropping_a_watch_cancels_it,
                 lease_lifecycle,
                 request_size_limit,
+                fenced_writes,
             ]
         );
     };

@@ -44,6 +44,7 @@ use crate::raft::node::RaftNode;
 use crate::raft::peer_service::PeerService;
 use crate::raft::proposer::Proposer;
 use crate::raft::read_index::ReadBarrier;
+use crate::raft::runtime::RaftRuntime;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::transport::{PeerTls, Peers};
 use crate::raft::types::Raft;
@@ -95,12 +96,17 @@ pub enum ServeError {
 
 /// Opens the store described by `config` and starts its Raft member (without serving the
 /// client API). Also returns the tasks and threads it started, for [`shutdown::stop`].
-async fn open(config: &StoreConfig) -> Result<(Arc<Store>, Background), ServeError> {
+/// Runs on the Raft thread (`raft::runtime`): what it spawns, Raft's tasks among them, stays
+/// there.
+async fn open(
+    config: &StoreConfig,
+    raft_runtime: tokio::runtime::Handle,
+) -> Result<(Arc<Store>, Background), ServeError> {
     let peer_tls = match &config.peer_tls {
         Some(files) => Some(load_peer_tls(files)?),
         None => None,
     };
-    let peers = Peers::new(peer_tls.clone());
+    let peers = Peers::on_runtime(peer_tls.clone(), raft_runtime);
     let wanted = bootstrap::identity(config, &peers).await?;
     let (identity, db_path) = datadir::prepare(&config.data_dir, &wanted)?;
     let engine = Arc::new(Engine::open(&db_path).map_err(|source| match &source {
@@ -111,7 +117,8 @@ async fn open(config: &StoreConfig) -> Result<(Arc<Store>, Background), ServeErr
     let header = Arc::new(HeaderSource::new(identity.cluster_id, identity.member_id, 0));
     let hub = WatchHub::new(engine.clone(), header.clone(), config.progress_notify_interval);
     let compactor = compactor::start(engine.clone()).map_err(ServeError::Thread)?;
-    let mut background = Background { tasks: Vec::new(), threads: vec![("compactor", compactor.thread)] };
+    let mut background =
+        Background { tasks: Vec::new(), threads: vec![("compactor", compactor.thread)], raft_runtime: None };
     let log_store = LogStore::new(engine.clone()).map_err(|e| ServeError::Raft(e.to_string()))?;
     let state_machine = StateMachine::open(
         engine.clone(),
@@ -217,23 +224,41 @@ impl RunningStore {
 /// electing a leader (requests wait for one). On an error after the store opened, what was
 /// started is stopped again before the error is returned.
 pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
-    // Peers must reach this member before it can take part in elections or be asked for its
-    // membership, so the peer port listens before Raft starts.
-    let mut peer_listeners = Vec::new();
-    for listen in &config.listen_peer {
-        peer_listeners.push(bind(listen).await?);
-    }
-    let peer_addrs = local_addrs(&peer_listeners);
-    let (store, background) = open(&config).await?;
+    let raft_runtime = RaftRuntime::start().map_err(ServeError::Thread)?;
+    let raft_handle = raft_runtime.handle().clone();
+    let config = Arc::new(config);
+    let opening = {
+        let config = config.clone();
+        raft_handle.spawn(async move {
+            // Peers must reach this member before it can take part in elections or be asked
+            // for its membership, so the peer port listens before Raft starts. Bound here, the
+            // listeners are driven by the Raft thread as the rest of the peer traffic is.
+            let mut peer_listeners = Vec::new();
+            for listen in &config.listen_peer {
+                peer_listeners.push(bind(listen).await?);
+            }
+            let (store, background) = open(&config, tokio::runtime::Handle::current()).await?;
+            Ok::<_, ServeError>((peer_listeners, store, background))
+        })
+    };
+    let opened = opening.await.unwrap_or_else(|failed| Err(ServeError::Raft(format!("opening the store: {failed}"))));
+    let (peer_listeners, store, mut background) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            let _ = raft_runtime.stop();
+            return Err(error);
+        }
+    };
+    background.raft_runtime = Some(raft_runtime);
     let mut running = RunningStore {
         store,
         client_addrs: Vec::new(),
-        peer_addrs,
+        peer_addrs: local_addrs(&peer_listeners),
         clients: Vec::new(),
         peers: Vec::new(),
         background,
     };
-    if let Err(error) = serve_all(&mut running, &config, peer_listeners).await {
+    if let Err(error) = serve_all(&mut running, &config, peer_listeners, &raft_handle).await {
         running.stop().await;
         return Err(error);
     }
@@ -247,16 +272,18 @@ pub async fn start(config: StoreConfig) -> Result<RunningStore, ServeError> {
     Ok(running)
 }
 
-/// Starts the peer servers, the background loops and the client servers of an opened store.
+/// Starts the peer servers (on the Raft thread), the background loops and the client servers of
+/// an opened store.
 async fn serve_all(
     running: &mut RunningStore,
     config: &StoreConfig,
     peer_listeners: Vec<TcpListener>,
+    raft_runtime: &tokio::runtime::Handle,
 ) -> Result<(), ServeError> {
     let store = running.store.clone();
     for listener in peer_listeners {
         let drain = Drain::default();
-        let task = tokio::spawn(serve_peers(store.clone(), config, listener, drain.clone())?);
+        let task = raft_runtime.spawn(serve_peers(store.clone(), config, listener, drain.clone())?);
         running.peers.push(ServerTask { task, drain });
     }
     running.background.tasks.push(tokio::spawn(expire_leases(store.clone())));

@@ -396,6 +396,29 @@ impl Setup {
 }
 
 /// Creates the namespace if it is missing, trying each server once; 409 means it exists.
+/// The sum of `etcd_server_leader_changes_seen_total` over the masters.
+pub(super) async fn leader_changes(setup: &Setup) -> Result<u64, BenchError> {
+    let mut sum = 0;
+    for mut endpoint in setup.endpoints() {
+        let (_, reply) =
+            call(&mut endpoint, Request::get("/metrics", "text/plain"), &[StatusCode::OK]).await.map_err(|e| {
+                BenchError::Test {
+                    test: "metrics".into(),
+                    reason: format!("reading /metrics: {}: {}", e.failure, truncate(&e.detail, 200)),
+                }
+            })?;
+        let text = String::from_utf8_lossy(&reply.body);
+        let value = text
+            .lines()
+            .find(|l| l.starts_with("etcd_server_leader_changes_seen_total "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        sum += value as u64;
+    }
+    Ok(sum)
+}
+
 pub(super) async fn ensure_namespace(setup: &Setup, namespace: &str) -> Result<(), BenchError> {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
     let body = Bytes::from(body.to_string());
@@ -1033,6 +1056,7 @@ pub async fn run_list(args: ApiListArgs) -> Result<(), BenchError> {
     ];
     println!("{}", header("api-list", args.conn.label.as_deref(), &setup, &lines));
     ensure_namespace(&setup, &args.namespace).await?;
+    let changes_before = leader_changes(&setup).await?;
 
     let log = Arc::new(ErrorLog::default());
     let created = create_pods(&setup, &args, log.clone()).await;
@@ -1056,6 +1080,10 @@ pub async fn run_list(args: ApiListArgs) -> Result<(), BenchError> {
     if !args.keep {
         delete_pods(&setup, &args).await;
     }
+    // The store's leader must hold through the whole run: heavy lists and a burst of writes
+    // must not starve Raft's heartbeats into an election.
+    let changes = leader_changes(&setup).await?.saturating_sub(changes_before);
+    println!("- store leader changes during the run (create, lists, delete): {changes} (must be 0)");
     finish("api-list", errors, &log)
 }
 

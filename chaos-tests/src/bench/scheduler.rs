@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::BenchError;
-use super::api::{ApiConnArgs, JSON, OP_HEADERS, Setup, call, ensure_namespace, header, truncate};
+use super::api::{ApiConnArgs, JSON, OP_HEADERS, Setup, call, ensure_namespace, header, leader_changes, truncate};
 use super::https::{Endpoint, Request};
 use super::stats::{Latencies, render_grid};
 
@@ -314,25 +314,6 @@ async fn read_watch(
         Ok(timeline.bound.len() >= total)
     })
     .await
-}
-
-/// The sum of `etcd_server_leader_changes_seen_total` over the masters.
-async fn leader_changes(setup: &Setup) -> Result<u64, BenchError> {
-    let mut sum = 0;
-    for mut endpoint in setup.endpoints() {
-        let (_, reply) = call(&mut endpoint, Request::get("/metrics", "text/plain"), &[StatusCode::OK])
-            .await
-            .map_err(|e| test_error(format!("reading /metrics: {}: {}", e.failure, truncate(&e.detail, 200))))?;
-        let text = String::from_utf8_lossy(&reply.body);
-        let value = text
-            .lines()
-            .find(|l| l.starts_with("etcd_server_leader_changes_seen_total "))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        sum += value as u64;
-    }
-    Ok(sum)
 }
 
 fn summarize(

@@ -42,6 +42,7 @@ fn subresource_kind(resource: &Resource, subresource: &str) -> (Value, &'static 
         "scale" => (json!({ "group": "autoscaling", "version": "v1", "kind": "Scale" }), &["get", "patch", "update"]),
         "binding" => (json!({ "group": "", "version": "v1", "kind": "Binding" }), &["create"]),
         "eviction" => (json!({ "group": "policy", "version": "v1", "kind": "Eviction" }), &["create"]),
+        "finalize" => (own, &["update"]),
         "log" => (own, &["get"]),
         "exec" => (json!({ "group": "", "version": "v1", "kind": "PodExecOptions" }), &["create", "get"]),
         _ => (own, &["get", "patch", "update"]),

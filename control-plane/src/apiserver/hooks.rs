@@ -1,8 +1,9 @@
 //! What particular resources do beyond plain storage: namespaces must exist (and not be
 //! terminating) for objects to be created in them; pods start Pending and are deleted
 //! gracefully; services get a cluster IP and node ports (claimed in the store, so two services
-//! never share one); objects with finalizers linger with a deletionTimestamp; deleting a
-//! namespace deletes what is in it.
+//! never share one); objects with finalizers linger with a deletionTimestamp; a deleted
+//! namespace is Terminating until the namespace controller has emptied it and removed its
+//! `kubernetes` finalizer (`namespaces/<n>/finalize`, `handlers::subresource`).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::Api;
 use super::object;
-use super::resources::{RESOURCES, Resource};
+use super::resources::Resource;
 use super::status::ApiError;
 use super::storage::{Stored, WriteMode};
 use crate::kv::{Compare, OpResult, Range, Txn, TxnOp};
@@ -22,22 +23,41 @@ const SERVICE_NET_SIZE: u32 = 1 << 20;
 const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 /// Tries at finding a free IP or port before giving up.
 const ALLOCATION_ATTEMPTS: usize = 32;
-/// Deleting a namespace's contents: objects per resource per pass, and passes.
-const NAMESPACE_CLEANUP_PASSES: usize = 100;
 
-/// 404 when the namespace is missing, 403 when it is being deleted.
-pub async fn check_namespace_open(api: &Api, resource: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
+/// 404 when the namespace is missing, 403 when it is being deleted. Read from this master's
+/// watch cache, as Kubernetes' NamespaceLifecycle admission reads its informer, and from the
+/// store only when the cache does not have it (a namespace created a moment ago): a create
+/// costs no store read.
+pub async fn check_namespace_open(
+    api: &Api,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
     let Some(namespace) = namespace.filter(|_| resource.namespaced) else { return Ok(()) };
     let namespaces = super::resources::namespaces();
-    let Some(stored) = api.storage.get(namespaces, None, namespace).await? else {
-        return Err(ApiError::not_found("", "namespaces", namespace));
+    let cached = api.watch_caches.get(namespaces).cached(namespaces.key(None, namespace).as_bytes());
+    let object = match cached {
+        Some(object) => object,
+        None => match api.storage.get(namespaces, None, namespace).await? {
+            Some(stored) => std::sync::Arc::new(stored.object),
+            None => return Err(ApiError::not_found("", "namespaces", namespace)),
+        },
     };
-    if object::meta_str(&stored.object, "deletionTimestamp").is_some() {
-        return Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
-            resource.qualified_plural(),
-            object::name(&stored.object).unwrap_or("")
-        )));
+    if object::meta_str(&object, "deletionTimestamp").is_some() {
+        // Kubernetes' NewForbidden around NamespaceLifecycle's refusal, with its cause.
+        let why = format!("unable to create new content in namespace {namespace} because it is being terminated");
+        let refused = match name {
+            "" => format!("{} is forbidden: {why}", resource.qualified_plural()),
+            name => format!("{} \"{name}\" is forbidden: {why}", resource.qualified_plural()),
+        };
+        let cause = json!({
+            "reason": "NamespaceTerminating",
+            "message": format!("namespace {namespace} is being terminated"),
+            "field": "metadata.namespace",
+        });
+        let details = json!({ "name": name, "group": resource.group, "kind": resource.plural, "causes": [cause] });
+        return Err(ApiError { details: Some(details), ..ApiError::forbidden(refused) });
     }
     Ok(())
 }
@@ -76,10 +96,20 @@ pub fn before_create(resource: &Resource, object: &mut Value) {
     }
 }
 
-/// Carries over what an update may leave out but must not lose (a service's allocations).
+/// Carries over what an update may leave out but must not lose (a service's allocations), or
+/// must not change (a namespace's `spec.finalizers`: only `finalize` does).
 pub fn before_update(resource: &Resource, object: &mut Value, old: &Value) {
     if resource.plural == "secrets" {
         fold_string_data(object);
+    }
+    if resource.plural == "namespaces" {
+        let kept = old.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+        match object.get_mut("spec") {
+            Some(Value::Object(spec)) => {
+                spec.insert("finalizers".into(), kept);
+            }
+            _ => object["spec"] = json!({ "finalizers": kept }),
+        }
     }
     if resource.plural != "services" {
         return;
@@ -102,11 +132,18 @@ pub fn before_update(resource: &Resource, object: &mut Value, old: &Value) {
     }
 }
 
-/// An object whose deletion was waiting only for its finalizers, which are now gone.
-pub fn finalized(object: &Value) -> bool {
+/// An object whose deletion was waiting only for its finalizers, which are now gone (for a
+/// namespace, `spec.finalizers` too).
+pub fn finalized(resource: &Resource, object: &Value) -> bool {
     let deleting = object::meta_str(object, "deletionTimestamp").is_some();
-    let finalizers = object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-    deleting && !finalizers
+    deleting && !has_finalizers(resource, object)
+}
+
+/// Whether something still holds the object's deletion: `metadata.finalizers`, and for a
+/// namespace `spec.finalizers` (the namespace controller's `kubernetes`).
+fn has_finalizers(resource: &Resource, object: &Value) -> bool {
+    let listed = |pointer: &str| object.pointer(pointer).and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    listed("/metadata/finalizers") || (resource.plural == "namespaces" && listed("/spec/finalizers"))
 }
 
 /// Stores a new object; a service claims its cluster IP and node ports in the same txn. A dry
@@ -274,7 +311,7 @@ pub struct Deletion {
 }
 
 /// Deletes an object the way its resource wants: at once, or by setting deletionTimestamp
-/// (finalizers pending, graceful pod deletion, namespace cleanup). A dry run starts no
+/// (finalizers pending, graceful pod deletion, a namespace to empty). A dry run starts no
 /// cleanup and frees nothing.
 pub async fn delete(
     api: &Api,
@@ -287,20 +324,12 @@ pub async fn delete(
 ) -> Result<Deletion, ApiError> {
     let finalizers_changed =
         resource.plural != "namespaces" && set_gc_finalizers(&mut current.object, options.propagation_policy);
-    let has_finalizers =
-        current.object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let has_finalizers = has_finalizers(resource, &current.object);
     let grace = match resource.plural {
         "pods" => pod_grace_seconds(&current.object, options.grace_period_seconds),
         _ => 0,
     };
     let commit = !mode.is_dry_run();
-    if resource.plural == "namespaces" {
-        let marked = mark_deleting(api, resource, namespace, name, &current, 0, false, mode).await?;
-        if commit {
-            tokio::spawn(clean_namespace(api.storage.clone(), name.to_string()));
-        }
-        return Ok(Deletion { stored: marked, immediate: false });
-    }
     if has_finalizers || grace > 0 {
         let marked = mark_deleting(api, resource, namespace, name, &current, grace, finalizers_changed, mode).await?;
         if commit && grace > 0 && !has_finalizers {
@@ -400,33 +429,6 @@ async fn reap_unclaimed_pod(storage: super::storage::Storage, namespace: Option<
     }
     if let Err(error) = storage.delete(pods, namespace.as_deref(), &name, pod.revision, WriteMode::Commit).await {
         tracing::debug!(?error, %name, "reaping a terminated pod");
-    }
-}
-
-/// Deletes everything in a terminating namespace, then the namespace.
-async fn clean_namespace(storage: super::storage::Storage, namespace: String) {
-    for _ in 0..NAMESPACE_CLEANUP_PASSES {
-        let mut left = 0;
-        for resource in RESOURCES.iter().filter(|r| r.namespaced) {
-            let prefix = resource.prefix(Some(&namespace));
-            let end = crate::kv::prefix_end(prefix.as_bytes());
-            match storage.kv.delete(prefix.into_bytes(), Some(end)).await {
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%namespace, %error, "cleaning a namespace");
-                    left += 1;
-                }
-            }
-        }
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let Ok(Some(stored)) = storage.get(super::resources::namespaces(), None, &namespace).await else { return };
-    let namespaces = super::resources::namespaces();
-    if let Err(error) = storage.delete(namespaces, None, &namespace, stored.revision, WriteMode::Commit).await {
-        tracing::warn!(%namespace, ?error, "deleting a cleaned namespace");
     }
 }
 

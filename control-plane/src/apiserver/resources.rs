@@ -78,6 +78,9 @@ impl Resource {
         if self.plural == "pods" {
             subresources.extend(["binding", "eviction", "log", "exec"]);
         }
+        if self.plural == "namespaces" {
+            subresources.push("finalize");
+        }
         subresources
     }
 }

@@ -253,6 +253,16 @@ impl WatchCache {
         Ok(Snapshot { objects: objects_under(&state.objects, prefix), revision: state.revision })
     }
 
+    /// The object at store key `key` as the cache has it now; None when the cache does not
+    /// have it or is not ready (the caller then asks the store).
+    pub fn cached(&self, key: &[u8]) -> Option<Arc<Value>> {
+        let state = self.lock();
+        if !state.ready {
+            return None;
+        }
+        state.objects.get(key).cloned()
+    }
+
     /// Joins the fan-out at `from`; `prefix` narrows a snapshot start to one namespace.
     pub async fn subscribe(&self, prefix: &[u8], from: WatchFrom) -> Result<Subscription, CacheError> {
         self.wait_ready().await?;

@@ -58,6 +58,12 @@ impl ClientError {
     pub fn is_already_exists(&self) -> bool {
         matches!(self, ClientError::Status { reason, .. } if reason == "AlreadyExists")
     }
+
+    /// A create refused because its namespace is being deleted (Kubernetes' NamespaceTerminating
+    /// cause): the controllers let such a create go, as Kubernetes' do.
+    pub fn is_namespace_terminating(&self) -> bool {
+        matches!(self, ClientError::Status { code: 403, message, .. } if message.ends_with("because it is being terminated"))
+    }
 }
 
 /// A caller inside the master: an identity, a user agent (the default field manager) and
@@ -242,6 +248,10 @@ impl Client {
                 Err(error @ ClientError::Fenced(_)) => return Err(PlanFailure { index, error }),
                 Err(error) if matches!(action, Action::Event(_)) => {
                     tracing::debug!(%error, "an event was not recorded");
+                }
+                // Nothing can be created in a terminating namespace; its content is going anyway.
+                Err(error) if error.is_namespace_terminating() && matches!(action, Action::Create { .. }) => {
+                    tracing::debug!(%error, "a create in a terminating namespace was let go");
                 }
                 // Gone already is what a delete wanted.
                 Err(error)

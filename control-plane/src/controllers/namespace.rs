@@ -4,16 +4,14 @@
 //! Inputs the runtime keeps: the Namespace, and what remains in it across every namespaced
 //! served resource (index: objects by namespace, per resource), as [`Content`]. O(content).
 //!
-//! # What the runtime and API server must support
+//! # What the runtime and API server do with it
 //! - Finalizing is `Action::Patch` of the `finalize` subresource (a JSON patch that tests and
-//!   replaces `spec.finalizers`): the API server must accept it on `namespaces/<n>/finalize` (or
-//!   the runtime turns it into Kubernetes' PUT `/api/v1/namespaces/<n>/finalize` of the namespace
-//!   with the patched finalizers). Only `spec.finalizers` changes there; when the list becomes
-//!   empty on a namespace with deletionTimestamp, the API server deletes the namespace.
+//!   replaces `spec.finalizers`); the runtime turns it into Kubernetes' PUT
+//!   `/api/v1/namespaces/<n>/finalize` of the namespace with the patched finalizers, the only
+//!   write that changes `spec.finalizers`. When the list becomes empty on a namespace with
+//!   deletionTimestamp (and no `metadata.finalizers`), the API server deletes the namespace.
 //! - Creating a namespace sets `spec.finalizers: ["kubernetes"]`; DELETE sets deletionTimestamp
-//!   and phase Terminating and keeps the object while spec.finalizers is not empty. (Today
-//!   `apiserver/hooks.rs` instead deletes the content itself, by key range, and then the
-//!   namespace; this controller replaces that task.)
+//!   and phase Terminating and keeps the object while spec.finalizers is not empty.
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition};

@@ -12,6 +12,7 @@
 //! - [`proposer`]: batched writes, forwarded to the leader on one stream ([`forward_stream`]);
 //!   [`committer`]: the leader merges every member's batches into one log entry;
 //!   [`read_index`]: linearizable reads.
+//! - [`runtime`]: the Raft core's own thread, so heartbeats never wait for API work.
 //! - [`leadership`]: term in headers, lessor promote/demote; [`handover`]: leadership moved to
 //!   another voter before this member stops; [`lease_calls`]: keep-alives on the leader;
 //!   [`membership`]: member add/remove/promote/update.
@@ -34,6 +35,7 @@ pub mod peer_service;
 pub mod proposer;
 pub mod raft_rpc;
 pub mod read_index;
+pub mod runtime;
 pub mod snapshot_store;
 pub mod state_machine;
 pub mod storage_error;

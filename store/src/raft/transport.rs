@@ -210,6 +210,9 @@ struct Slot {
 struct PeersInner {
     tls: Option<PeerTls>,
     options: TransportOptions,
+    /// The runtime that drives the connections (`raft::runtime`); `None`: whichever runtime
+    /// first asks for a member's channel.
+    runtime: Option<tokio::runtime::Handle>,
     /// One entry per (member, lane): bounded by the membership, since callers only address
     /// members, and entries of removed members are dropped with [`Peers::forget`]/[`Peers::retain`].
     slots: Mutex<HashMap<(u64, Lane), Slot>>,
@@ -238,7 +241,15 @@ impl Peers {
     }
 
     pub fn with_options(tls: Option<PeerTls>, options: TransportOptions) -> Peers {
-        Peers { inner: Arc::new(PeersInner { tls, options, slots: Mutex::new(HashMap::new()) }) }
+        Peers { inner: Arc::new(PeersInner { tls, options, runtime: None, slots: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// A pool whose connections run on `runtime` (the Raft thread's), whichever task first
+    /// calls a member: heartbeats then never wait for a busy caller's runtime.
+    pub fn on_runtime(tls: Option<PeerTls>, runtime: tokio::runtime::Handle) -> Peers {
+        let options = TransportOptions::default();
+        let inner = PeersInner { tls, options, runtime: Some(runtime), slots: Mutex::new(HashMap::new()) };
+        Peers { inner: Arc::new(inner) }
     }
 
     pub fn options(&self) -> &TransportOptions {
@@ -291,6 +302,8 @@ impl Peers {
             return Ok(slot.channel.clone());
         }
         let address = PeerAddress::parse(url)?;
+        // The channel's worker, and the connection it opens, are spawned where it is created.
+        let _on_runtime = self.inner.runtime.as_ref().map(tokio::runtime::Handle::enter);
         let channel = self.endpoint(&address)?.connect_with_connector_lazy(Dialer);
         if let Some(old) = slots.insert((member_id, lane), Slot { address, channel: channel.clone() }) {
             tracing::info!(member_id = format!("{member_id:x}"), old = %old.address.url, new = %url, "peer URL changed");

@@ -87,6 +87,9 @@ pub(crate) struct Background {
     pub tasks: Vec<JoinHandle<()>>,
     /// Threads that use the database, by name; each ends once the handles feeding it are gone.
     pub threads: Vec<(&'static str, std::thread::JoinHandle<()>)>,
+    /// The Raft thread (`raft::runtime`): ended once Raft has stopped, dropping what is left
+    /// on it.
+    pub raft_runtime: Option<crate::raft::runtime::RaftRuntime>,
 }
 
 /// A serving member, as [`stop`] takes it apart.
@@ -102,7 +105,7 @@ pub(crate) struct Serving {
 /// leaves it to whoever still holds it (named in the log).
 pub(crate) async fn stop(serving: Serving, deadline: Instant) {
     let started = Instant::now();
-    let Serving { store, clients, peers, background: Background { tasks, threads } } = serving;
+    let Serving { store, clients, peers, background: Background { tasks, mut threads, raft_runtime } } = serving;
     store.node.begin_stopping();
     let unanswered = drain_clients(&clients, deadline).await;
     let drained_ms = started.elapsed().as_millis() as u64;
@@ -123,6 +126,9 @@ pub(crate) async fn stop(serving: Serving, deadline: Instant) {
     let servers = clients.into_iter().chain(peers).map(|server| server.task);
     end_tasks(servers.chain(tasks), step(SERVER_END, deadline)).await;
     let raft_stopped = tokio::time::timeout_at(step(RAFT_STOP, deadline), store.node.raft.shutdown()).await.is_ok();
+    if let Some(runtime) = raft_runtime {
+        threads.push(("raft", runtime.stop()));
+    }
     let released = release(store, threads, step(RELEASE, deadline)).await;
     let outcome = format!("{handover:?}");
     tracing::info!(

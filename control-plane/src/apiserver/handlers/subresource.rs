@@ -1,6 +1,7 @@
 //! Subresources: `status` (the status half of an object), `scale` (an autoscaling/v1 Scale
 //! over `spec.replicas`), `binding` (assigns a pod to a node), `eviction` (a delete that a
-//! PodDisruptionBudget could refuse; Keel serves none, so every eviction is allowed), and
+//! PodDisruptionBudget could refuse; Keel serves none, so every eviction is allowed),
+//! `finalize` (a namespace's `spec.finalizers`, emptied by the namespace controller), and
 //! `log`/`exec`, which need a node agent and answer so until agents serve them.
 
 use axum::response::Response;
@@ -27,6 +28,7 @@ pub async fn handle(api: &Api, call: &Call) -> Result<Response, ApiError> {
         ("scale", Verb::Get | Verb::Update | Verb::Patch) => scale(api, call).await,
         ("binding", Verb::Create) => bind(api, call).await,
         ("eviction", Verb::Create) => evict(api, call).await,
+        ("finalize", Verb::Update) => finalize(api, call).await,
         ("log" | "exec", _) => Err(node_agent_needed(api, call).await),
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({subresource})"
@@ -196,4 +198,58 @@ async fn evict(api: &Api, call: &Call) -> Result<Response, ApiError> {
     crate::apiserver::hooks::delete(api, resource, namespace, name, current, &options, mode).await?;
     let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
     Ok(respond(StatusCode::CREATED, &status, &[]))
+}
+
+/// PUT namespaces/<name>/finalize: only `spec.finalizers` changes (Kubernetes' finalize
+/// strategy). A terminating namespace left with no finalizer of either kind is deleted then,
+/// as Kubernetes' namespace store does on such an update.
+async fn finalize(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let resource = call.target.resource;
+    let name = call.target.name.as_deref().unwrap_or_default();
+    let sent: Value =
+        serde_json::from_slice(&call.body).map_err(|e| ApiError::bad_request(format!("invalid Namespace: {e}")))?;
+    if object::name(&sent).is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            object::name(&sent).unwrap_or("")
+        )));
+    }
+    let finalizers = match sent.pointer("/spec/finalizers") {
+        None | Some(Value::Null) => json!([]),
+        Some(list @ Value::Array(_)) => list.clone(),
+        Some(_) => return Err(ApiError::bad_request("spec.finalizers must be a list of strings".to_string())),
+    };
+    let expected = object::meta_str(&sent, "resourceVersion").filter(|rv| !rv.is_empty()).map(str::to_string);
+    let mode = call.write_mode();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = api.storage.get_existing(resource, None, name).await?;
+        if expected.as_ref().is_some_and(|rv| *rv != current.revision.to_string()) {
+            return Err(ApiError::conflict(resource.group, resource.plural, name));
+        }
+        let mut namespace = current.object.clone();
+        match namespace.get_mut("spec") {
+            Some(Value::Object(spec)) => {
+                spec.insert("finalizers".into(), finalizers.clone());
+            }
+            _ => namespace["spec"] = json!({ "finalizers": finalizers }),
+        }
+        let causes = crate::registry::validation::validate(resource.plural, &namespace, Some(&current.object));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(resource.group, resource.kind, name, &causes));
+        }
+        object::metadata_mut(&mut namespace).remove("resourceVersion");
+        let outcome = if crate::apiserver::hooks::finalized(resource, &namespace) {
+            api.storage.delete(resource, None, name, current.revision, mode).await.map(|_| {
+                // The answer is the namespace as its finalize left it.
+                Stored { object: namespace, revision: current.revision }
+            })
+        } else {
+            api.storage.update(resource, None, name, &namespace, current.revision, mode).await
+        };
+        match outcome {
+            Err(error) if error.reason == "Conflict" && expected.is_none() => continue,
+            outcome => return Ok(respond(StatusCode::OK, &outcome?.object, &[])),
+        }
+    }
+    Err(ApiError::conflict(resource.group, resource.plural, name))
 }

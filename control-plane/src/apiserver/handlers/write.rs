@@ -133,7 +133,7 @@ pub async fn create_object(
     };
     hooks::before_create(resource, object);
     admit(resource, object, None)?;
-    hooks::check_namespace_open(api, resource, namespace).await?;
+    hooks::check_namespace_open(api, resource, namespace, &name).await?;
     if let Some(manager) = manager.filter(|_| operation == "Update") {
         apply::track_create(call, object, manager);
     }
@@ -184,7 +184,7 @@ pub async fn update_object(
         return Ok(current.clone());
     }
     let mode = call.write_mode();
-    if hooks::finalized(&object) {
+    if hooks::finalized(resource, &object) {
         return api.storage.delete(resource, namespace, name, current.revision, mode).await;
     }
     api.storage.update(resource, namespace, name, &object, current.revision, mode).await
@@ -335,49 +335,62 @@ fn deletion_response(resource: &Resource, deletion: &hooks::Deletion) -> Value {
 }
 
 pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    use futures::{StreamExt, TryStreamExt};
     let resource = call.target.resource;
     let selectors = Selectors::parse(resource, &call.query.label_selector, &call.query.field_selector)?;
     let page = api.storage.list(resource, call.target.namespace.as_deref(), 0, None, 0).await?;
     let mode = call.write_mode();
-    let mut deleted = Vec::new();
     let options = hooks::DeleteOptions {
         grace_period_seconds: call.query.grace_period_seconds,
         propagation_policy: propagation(call),
     };
-    for object in page.items.into_iter().filter(|o| selectors.matches(resource, o)) {
-        let Some(name) = object::name(&object).map(str::to_string) else { continue };
-        let namespace = object::meta_str(&object, "namespace").map(str::to_string);
-        // The listed version first; one changed since (a controller's status write) is read
-        // again and deleted as it is now, as kube-apiserver's per-item deletes retry.
-        let revision = object::meta_str(&object, "resourceVersion").and_then(|rv| rv.parse().ok()).unwrap_or(0);
-        let mut current = Some(Stored { object, revision });
-        for _ in 0..UPDATE_ATTEMPTS {
-            let Some(this) = current.take() else { break };
-            match hooks::delete(api, resource, namespace.as_deref(), &name, this, &options, mode).await {
-                Ok(deletion) => deleted.push(deletion.stored.object),
-                Err(error) if error.code == StatusCode::NOT_FOUND => {}
-                Err(error) if error.reason == "Conflict" => {
-                    current = api.storage.get(resource, namespace.as_deref(), &name).await?;
-                    if current.is_none() {
-                        break;
-                    }
-                    continue;
-                }
-                Err(error) => return Err(error),
-            }
-            break;
-        }
-        if current.is_some() {
-            return Err(ApiError::conflict(resource.group, resource.plural, &name));
-        }
-    }
+    let matching: Vec<Value> = page.items.into_iter().filter(|o| selectors.matches(resource, o)).collect();
+    let deleted: Vec<Option<Value>> = futures::stream::iter(matching)
+        .map(|object| delete_listed(api, resource, object, &options, mode))
+        .buffered(DELETE_COLLECTION_WORKERS)
+        .try_collect()
+        .await?;
     let list = json!({
         "kind": format!("{}List", resource.kind),
         "apiVersion": resource.api_version(),
         "metadata": { "resourceVersion": page.revision.to_string() },
-        "items": deleted,
+        "items": deleted.into_iter().flatten().collect::<Vec<_>>(),
     });
     Ok(respond(StatusCode::OK, &list, &[]))
+}
+
+/// Items of a collection delete removed at once (kube-apiserver deletes a collection's items
+/// from parallel workers too); each is its own store txn, and the store batches them.
+const DELETE_COLLECTION_WORKERS: usize = 16;
+
+/// Deletes one listed item of a collection delete: the listed version first; one changed since
+/// (a controller's status write) is read again and deleted as it is now, as kube-apiserver's
+/// per-item deletes retry. None when it was gone already.
+async fn delete_listed(
+    api: &Api,
+    resource: &Resource,
+    object: Value,
+    options: &hooks::DeleteOptions<'_>,
+    mode: crate::apiserver::storage::WriteMode,
+) -> Result<Option<Value>, ApiError> {
+    let Some(name) = object::name(&object).map(str::to_string) else { return Ok(None) };
+    let namespace = object::meta_str(&object, "namespace").map(str::to_string);
+    let revision = object::meta_str(&object, "resourceVersion").and_then(|rv| rv.parse().ok()).unwrap_or(0);
+    let mut current = Stored { object, revision };
+    for _ in 0..UPDATE_ATTEMPTS {
+        match hooks::delete(api, resource, namespace.as_deref(), &name, current, options, mode).await {
+            Ok(deletion) => return Ok(Some(deletion.stored.object)),
+            Err(error) if error.code == StatusCode::NOT_FOUND => return Ok(None),
+            Err(error) if error.reason == "Conflict" => {
+                match api.storage.get(resource, namespace.as_deref(), &name).await? {
+                    Some(now) => current = now,
+                    None => return Ok(None),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(ApiError::conflict(resource.group, resource.plural, &name))
 }
 
 /// The delete's propagation policy: `propagationPolicy`, or the deprecated `orphanDependents`.

@@ -4,7 +4,7 @@
 //!
 //! The set follows the resource catalog and the routing of `handlers`: list, watch (a list with
 //! `watch=true`), create and deletecollection on the collection; get, replace, patch and delete on
-//! an object; the subresources the catalog gives a resource (status, scale, binding, eviction, log, exec);
+//! an object; the subresources the catalog gives a resource (status, scale, binding, eviction, finalize, log, exec);
 //! and, for namespaced kinds, the list across all namespaces. Keel serves no `/watch/` paths
 //! (deprecated in Kubernetes), so none are described.
 
@@ -317,6 +317,13 @@ impl Describer<'_> {
                 let eviction = self.names.eviction.as_deref()?;
                 let gvk = Gvk { group: "policy", version: "v1", kind: "Eviction" };
                 vec![self.create_subresource(eviction, gvk, "Eviction", &format!("create eviction of a {kind}"))]
+            }
+            "finalize" => {
+                // Kubernetes serves only PUT here: replaceCoreV1NamespaceFinalize.
+                let mut operations =
+                    self.read_write(&self.names.kind, "Finalize", &format!("finalize the specified {kind}"));
+                operations.retain(|operation| operation.method == "put");
+                operations
             }
             "log" => vec![Operation {
                 description: format!("read the log of a {kind}'s container"),

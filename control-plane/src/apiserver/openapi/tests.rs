@@ -110,6 +110,7 @@ fn every_resource_has_every_verb_and_subresource() {
                         (path, "patch", "patch"),
                     ]),
                     "binding" | "eviction" => expected.push((path, "post", "post")),
+                    "finalize" => expected.push((path, "put", "put")),
                     "log" => expected.push((path, "get", "get")),
                     "exec" => expected.extend([(path.clone(), "get", "connect"), (path, "post", "connect")]),
                     other => panic!("subresource {other} has no expectation"),
