@@ -278,9 +278,13 @@ impl Metrics {
 /// How often the store's sizes and revisions are sampled (leadership is followed at once).
 pub const STORE_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 
-/// Keeps the etcd gauges of the embedded store member current, until the task is aborted.
+/// Keeps the etcd gauges of the embedded store member current, until the task is aborted:
+/// leadership at once on every change, sizes and indexes once per [`STORE_SAMPLE_PERIOD`]
+/// (reading RocksDB's properties on every applied entry would cost the writes' CPU).
 pub async fn watch_store(metrics: Arc<Metrics>, store: Arc<keel_store::store::Store>) {
+    let mut leadership = store.node.watch_leadership();
     let mut leader = None;
+    let mut next_sample = tokio::time::Instant::now();
     loop {
         let status = store.node.status();
         // etcd counts every new leader it sees, the first election included.
@@ -290,12 +294,15 @@ pub async fn watch_store(metrics: Arc<Metrics>, store: Arc<keel_store::store::St
         }
         metrics.store.has_leader.set(i64::from(status.leader.is_some()));
         metrics.store.is_leader.set(i64::from(store.node.is_leader()));
-        metrics.store.proposals_applied.set(status.applied_index as i64);
-        metrics.store.proposals_committed.set(status.last_log_index.max(status.applied_index) as i64);
-        metrics.store.db_size.set(store.engine.size_bytes() as i64);
-        metrics.store.db_size_in_use.set(store.engine.live_size_bytes() as i64);
-        metrics.store.current_revision.set(store.current_revision());
-        if !store.node.wait_change(tokio::time::Instant::now() + STORE_SAMPLE_PERIOD).await {
+        if tokio::time::Instant::now() >= next_sample {
+            metrics.store.proposals_applied.set(status.applied_index as i64);
+            metrics.store.proposals_committed.set(status.last_log_index.max(status.applied_index) as i64);
+            metrics.store.db_size.set(store.engine.size_bytes() as i64);
+            metrics.store.db_size_in_use.set(store.engine.live_size_bytes() as i64);
+            metrics.store.current_revision.set(store.current_revision());
+            next_sample = tokio::time::Instant::now() + STORE_SAMPLE_PERIOD;
+        }
+        if !leadership.changed(next_sample).await {
             return;
         }
     }

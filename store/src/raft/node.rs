@@ -177,11 +177,10 @@ impl RaftNode {
         }
     }
 
-    /// Waits until Raft's view (leader, term, indexes, membership) changes, or `deadline`;
-    /// false when Raft has shut down.
-    pub async fn wait_change(&self, deadline: Instant) -> bool {
-        let mut metrics = self.raft.metrics();
-        !matches!(tokio::time::timeout_at(deadline, metrics.changed()).await, Ok(Err(_)))
+    /// Follows leadership: server state, leader, vote and membership, which change far less
+    /// often than the log indexes (every applied entry).
+    pub fn watch_leadership(&self) -> LeadershipWatch {
+        LeadershipWatch(self.raft.server_metrics())
     }
 
     /// Waits until this member has applied log index `index`, or `deadline`.
@@ -191,6 +190,19 @@ impl RaftNode {
         }
         let mut applied = self.applied_index.clone();
         matches!(tokio::time::timeout_at(deadline, applied.wait_for(|applied| *applied >= index)).await, Ok(Ok(_)))
+    }
+}
+
+/// See [`RaftNode::watch_leadership`].
+pub struct LeadershipWatch(
+    openraft::type_config::alias::WatchReceiverOf<TypeConfig, openraft::metrics::RaftServerMetrics<TypeConfig>>,
+);
+
+impl LeadershipWatch {
+    /// Waits until leadership changes (since the last call), or `deadline`; false when Raft
+    /// has shut down.
+    pub async fn changed(&mut self, deadline: Instant) -> bool {
+        !matches!(tokio::time::timeout_at(deadline, self.0.changed()).await, Ok(Err(_)))
     }
 }
 
