@@ -422,12 +422,49 @@ pub(super) async fn leader_changes(setup: &Setup) -> Result<u64, BenchError> {
 pub(super) async fn ensure_namespace(setup: &Setup, namespace: &str) -> Result<(), BenchError> {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
     let body = Bytes::from(body.to_string());
+    let path = format!("/api/v1/namespaces/{namespace}");
     let mut reasons = Vec::new();
     for mut endpoint in setup.endpoints() {
         let request = Request::json(Method::POST, "/api/v1/namespaces", JSON, body.clone());
-        match call(&mut endpoint, request, &[StatusCode::CREATED, StatusCode::CONFLICT]).await {
-            Ok(_) => return Ok(()),
-            Err(e) => reasons.push(format!("{}: {}: {}", endpoint.server().url, e.failure, truncate(&e.detail, 200))),
+        let created = match call(&mut endpoint, request, &[StatusCode::CREATED, StatusCode::CONFLICT]).await {
+            Ok((_, reply)) => reply.status == StatusCode::CREATED,
+            Err(e) => {
+                reasons.push(format!("{}: {}: {}", endpoint.server().url, e.failure, truncate(&e.detail, 200)));
+                continue;
+            }
+        };
+        if created {
+            return Ok(());
+        }
+        // There already: fine unless a previous run's deletion is still emptying it, in which
+        // case every create in it would be refused. Wait for it to go, then create it again.
+        let deadline = Instant::now() + NAMESPACE_GONE_WAIT;
+        loop {
+            let (_, reply) = call(&mut endpoint, Request::get(&path, JSON), &[StatusCode::OK, StatusCode::NOT_FOUND])
+                .await
+                .map_err(|e| BenchError::Test {
+                    test: "namespace".into(),
+                    reason: format!("reading namespace {namespace}: {}: {}", e.failure, truncate(&e.detail, 200)),
+                })?;
+            let terminating = reply.status == StatusCode::OK
+                && serde_json::from_slice::<Value>(&reply.body)
+                    .is_ok_and(|ns| ns.pointer("/metadata/deletionTimestamp").is_some());
+            if reply.status == StatusCode::OK && !terminating {
+                return Ok(());
+            }
+            if reply.status == StatusCode::NOT_FOUND {
+                let request = Request::json(Method::POST, "/api/v1/namespaces", JSON, body.clone());
+                if call(&mut endpoint, request, &[StatusCode::CREATED]).await.is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Test {
+                    test: "namespace".into(),
+                    reason: format!("namespace {namespace} was still being deleted after {NAMESPACE_GONE_WAIT:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     Err(BenchError::Unreachable {
@@ -435,6 +472,9 @@ pub(super) async fn ensure_namespace(setup: &Setup, namespace: &str) -> Result<(
         reason: format!("creating namespace {namespace}: {}", reasons.join("; ")),
     })
 }
+
+/// How long [`ensure_namespace`] waits for a terminating namespace (a previous run's) to go.
+const NAMESPACE_GONE_WAIT: Duration = Duration::from_secs(180);
 
 /// The markdown header both benchmarks print: title, servers, parameters, machine.
 pub(super) fn header(title: &str, label: Option<&str>, setup: &Setup, lines: &[String]) -> String {
