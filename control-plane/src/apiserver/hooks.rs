@@ -103,13 +103,7 @@ pub fn before_update(resource: &Resource, object: &mut Value, old: &Value) {
         fold_string_data(object);
     }
     if resource.plural == "namespaces" {
-        let kept = old.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
-        match object.get_mut("spec") {
-            Some(Value::Object(spec)) => {
-                spec.insert("finalizers".into(), kept);
-            }
-            _ => object["spec"] = json!({ "finalizers": kept }),
-        }
+        set_namespace_finalizers(object, old.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([])));
     }
     if resource.plural != "services" {
         return;
@@ -129,6 +123,16 @@ pub fn before_update(resource: &Resource, object: &mut Value, old: &Value) {
                 port["nodePort"] = node_port.clone();
             }
         }
+    }
+}
+
+/// Sets a namespace's `spec.finalizers` (creating `spec` if it is missing).
+pub fn set_namespace_finalizers(namespace: &mut Value, finalizers: Value) {
+    match namespace.get_mut("spec") {
+        Some(Value::Object(spec)) => {
+            spec.insert("finalizers".into(), finalizers);
+        }
+        _ => namespace["spec"] = json!({ "finalizers": finalizers }),
     }
 }
 

@@ -227,12 +227,7 @@ async fn finalize(api: &Api, call: &Call) -> Result<Response, ApiError> {
             return Err(ApiError::conflict(resource.group, resource.plural, name));
         }
         let mut namespace = current.object.clone();
-        match namespace.get_mut("spec") {
-            Some(Value::Object(spec)) => {
-                spec.insert("finalizers".into(), finalizers.clone());
-            }
-            _ => namespace["spec"] = json!({ "finalizers": finalizers }),
-        }
+        crate::apiserver::hooks::set_namespace_finalizers(&mut namespace, finalizers.clone());
         let causes = crate::registry::validation::validate(resource.plural, &namespace, Some(&current.object));
         if !causes.is_empty() {
             return Err(ApiError::invalid(resource.group, resource.kind, name, &causes));
